@@ -1,0 +1,3 @@
+from pips_jax.cli import main
+
+raise SystemExit(main())

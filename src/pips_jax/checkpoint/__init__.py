@@ -1,0 +1,1 @@
+"""Reading original PyTorch checkpoints safely, converting and storing parameters."""

@@ -1,0 +1,1 @@
+"""The PIPs network: encoder, correlation pyramid, MLP-Mixer refinement."""

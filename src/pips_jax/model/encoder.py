@@ -1,0 +1,103 @@
+"""RAFT-style ``BasicEncoder`` with instance normalisation, as used by PIPs.
+
+Layout is channels last: images ``(B, H, W, 3)`` in, feature maps
+``(B, H // stride, W // stride, latent_dim)`` out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+from jax import Array
+
+from pips_jax.ops.resize import resize_bilinear_align_corners
+
+INSTANCE_NORM_EPS = 1e-5
+
+
+def instance_norm(x: Array, eps: float = INSTANCE_NORM_EPS) -> Array:
+    """Normalises each channel of each image over its spatial axes (no affine part).
+
+    Args:
+        x: ``(B, H, W, C)``.
+
+    Returns:
+        ``(B, H, W, C)`` with zero mean and unit (biased) variance per image and
+        channel, as PyTorch ``InstanceNorm2d(affine=False)``.
+    """
+    mean = jnp.mean(x, axis=(1, 2), keepdims=True)
+    centred = x - mean
+    var = jnp.mean(jnp.square(centred), axis=(1, 2), keepdims=True)
+    return centred * jax_rsqrt(var + eps)
+
+
+def jax_rsqrt(x: Array) -> Array:
+    # 1 / sqrt, written out: lax.rsqrt may differ from PyTorch's 1/sqrt in the last bit.
+    return 1.0 / jnp.sqrt(x)
+
+
+def conv(features: int, kernel: int, stride: int = 1, name: str | None = None) -> nn.Conv:
+    """A PyTorch-equivalent ``Conv2d`` with symmetric zero padding ``kernel // 2``."""
+    pad = kernel // 2
+    return nn.Conv(
+        features,
+        kernel_size=(kernel, kernel),
+        strides=(stride, stride),
+        padding=((pad, pad), (pad, pad)),
+        name=name,
+    )
+
+
+class ResidualBlock(nn.Module):
+    """Two 3x3 convolutions with instance norm and ReLU, plus a (strided) skip."""
+
+    features: int
+    stride: int = 1
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        y = nn.relu(instance_norm(conv(self.features, 3, self.stride, name="conv1")(x)))
+        y = nn.relu(instance_norm(conv(self.features, 3, 1, name="conv2")(y)))
+        if self.stride != 1 or x.shape[-1] != self.features:
+            x = instance_norm(conv(self.features, 1, self.stride, name="downsample")(x))
+        return nn.relu(x + y)
+
+
+class BasicEncoder(nn.Module):
+    """Multi-scale CNN encoder of PIPs.
+
+    A 7x7 stride-2 stem, then residual stages (two blocks each; the first stage at
+    stride 1, every later one at stride 2). Each stage's output is resized with
+    align-corners bilinear interpolation to ``(H // stride, W // stride)``; the
+    concatenation goes through a 3x3 conv to ``2 * output_dim`` channels, instance
+    norm, ReLU and a 1x1 conv to ``output_dim``.
+    """
+
+    output_dim: int = 128
+    stride: int = 4
+    stem_dim: int = 64
+    stage_dims: Sequence[int] = (64, 96, 128, 128)
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        """Encodes normalised images.
+
+        Args:
+            x: ``(B, H, W, 3)`` images scaled to ``[-1, 1]``.
+
+        Returns:
+            ``(B, H // stride, W // stride, output_dim)`` feature maps.
+        """
+        _, h, w, _ = x.shape
+        size = (h // self.stride, w // self.stride)
+        x = nn.relu(instance_norm(conv(self.stem_dim, 7, 2, name="conv1")(x)))
+        outputs = []
+        for i, dim in enumerate(self.stage_dims):
+            x = ResidualBlock(dim, 1 if i == 0 else 2, name=f"layer{i + 1}_0")(x)
+            x = ResidualBlock(dim, 1, name=f"layer{i + 1}_1")(x)
+            outputs.append(resize_bilinear_align_corners(x, size))
+        x = jnp.concatenate(outputs, axis=-1)
+        x = nn.relu(instance_norm(conv(2 * self.output_dim, 3, 1, name="conv2")(x)))
+        return conv(self.output_dim, 1, 1, name="conv3")(x)

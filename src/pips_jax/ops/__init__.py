@@ -1,0 +1,1 @@
+"""Pure array functions the model is built from: sampling, resizing, pooling, embeddings."""
