@@ -12,10 +12,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from reference import load_case, manifest, reference_state_dict
 
 from pips_jax import ModelConfig, Pips
 from pips_jax.checkpoint.convert import convert_state_dict
+from reference import load_case, manifest, reference_state_dict
 
 CASES = ["case_a_stride4.npz", "case_b_stride8.npz"]
 
@@ -110,4 +110,6 @@ def test_encoder_feature_maps():
 
 def test_frame0_is_locked(run):
     out, case = run["out"], run["case"]
-    np.testing.assert_array_equal(np.asarray(out.coords[:, 0, 0]), np.broadcast_to(case["xys"], out.coords[:, 0, 0].shape))
+    np.testing.assert_array_equal(
+        np.asarray(out.coords[:, 0, 0]), np.broadcast_to(case["xys"], out.coords[:, 0, 0].shape)
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -31,6 +32,98 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _resolution(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW such as 360x640, got {text!r}") from None
+    return h, w
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from pips_jax.checkpoint.hub import download_reference
+
+    t0 = time.perf_counter()
+    out = download_reference(force=args.force)
+    print(f"released PIPs weights ready: {out} ({time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
+def _output_dir(path: str):
+    from pathlib import Path
+
+    from pips_jax.errors import InputError
+
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"output directory {out} is a file; expected a folder (or a new path)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"output directory {out} cannot be created: {e.strerror or e}") from None
+    if not os.access(out, os.W_OK):
+        raise InputError(f"output directory {out} is not writable")
+    return out
+
+
+def cmd_track(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pips_jax.errors import InputError
+    from pips_jax.tracker import Tracker, load_points_csv, open_video, save_csv, save_npz
+    from pips_jax.weights import load_weights
+
+    t0 = time.perf_counter()
+    out_dir = _output_dir(args.out)
+    source = open_video(args.video)
+    queries = None
+    if args.points:
+        queries = load_points_csv(args.points)
+        if args.query_frame is not None:
+            raise InputError("--query-frame applies to --grid; a points file gives t per point")
+    weights = load_weights(args.checkpoint)
+    print(f"weights: {weights.description}", file=sys.stderr)
+    tracker = Tracker(
+        weights.params,
+        weights.config,
+        resolution=args.resolution,
+        iters=args.iters,
+        max_points_per_batch=args.max_points_per_batch,
+        progress=not args.quiet,
+    )
+    grid = None if queries is not None else args.grid
+    result = tracker.track(
+        source,
+        queries=queries,
+        grid_size=grid,
+        grid_query_frame=args.query_frame or 0,
+        backward=not args.no_backward,
+    )
+    stem = Path(args.video).stem
+    written = [
+        save_npz(out_dir / f"{stem}_tracks.npz", result),
+        save_csv(out_dir / f"{stem}_tracks.csv", result),
+    ]
+    if not args.no_viz:
+        from pips_jax.viz import save_visualization
+
+        viz_path = out_dir / f"{stem}_tracks.{args.viz_format}"
+        save_visualization(
+            viz_path,
+            source.frames(),
+            result.tracks,
+            result.visibility,
+            fps=source.fps or 10.0,
+            trail=args.trail,
+        )
+        written.append(viz_path)
+    print(
+        f"tracked {result.num_points} points through {result.num_frames} frames "
+        f"in {time.perf_counter() - t0:.1f} s -> {', '.join(str(p) for p in written)}"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pips-jax",
@@ -50,6 +143,79 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output", help="output .safetensors file (or an existing folder)")
     _add_model_args(p)
     p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser(
+        "download",
+        help="download, convert and cache the released PIPs weights",
+        description=(
+            "Download model-000200000.pth from the Hugging Face repository aharley/pips "
+            "(honours HF_ENDPOINT, HF_HOME and HF_HUB_OFFLINE), convert it once and cache "
+            "the converted parameters (folder: $PIPS_JAX_CACHE or ~/.cache/pips-jax)."
+        ),
+    )
+    p.add_argument("--force", action="store_true", help="download and convert again")
+    p.set_defaults(func=cmd_download)
+
+    p = sub.add_parser(
+        "track",
+        help="track points through a video and write tracks + a visualization",
+        description=(
+            "Track points through a whole video (a file or a folder of frames). Queries are "
+            "a grid (--grid K) or a CSV points file with header t,x,y (input pixels, t a "
+            "frame index). Writes <name>_tracks.npz, <name>_tracks.csv and a video with "
+            "trails into --out."
+        ),
+    )
+    p.add_argument("video", help="video file (mp4, avi, webm, mov, ...) or folder of frames")
+    q = p.add_mutually_exclusive_group()
+    q.add_argument(
+        "--grid", type=int, default=10, metavar="K", help="track a KxK grid (default 10)"
+    )
+    q.add_argument("--points", metavar="FILE.csv", help="CSV with header t,x,y")
+    p.add_argument(
+        "--query-frame", type=int, default=None, metavar="T", help="frame of the grid (default 0)"
+    )
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        metavar="PATH",
+        help=".pth or converted .safetensors (default: cached weights)",
+    )
+    p.add_argument(
+        "--out", default="pips_out", metavar="DIR", help="output folder (default ./pips_out)"
+    )
+    p.add_argument(
+        "--resolution",
+        type=_resolution,
+        default=(360, 640),
+        metavar="HxW",
+        help="working resolution (default 360x640)",
+    )
+    p.add_argument(
+        "--iters", type=int, default=6, help="refinement iterations per window (default 6)"
+    )
+    p.add_argument(
+        "--max-points-per-batch",
+        type=int,
+        default=1024,
+        metavar="N",
+        help="points per compiled chunk (default 1024)",
+    )
+    p.add_argument(
+        "--no-backward", action="store_true", help="do not track frames before the query frame"
+    )
+    p.add_argument(
+        "--trail", type=int, default=12, metavar="K", help="trail length in frames (default 12)"
+    )
+    p.add_argument(
+        "--viz-format",
+        choices=("mp4", "gif"),
+        default="mp4",
+        help="visualization format (default mp4)",
+    )
+    p.add_argument("--no-viz", action="store_true", help="write tracks only")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_track)
     return parser
 
 

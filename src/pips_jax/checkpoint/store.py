@@ -22,6 +22,7 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import jax
 import numpy as np
@@ -37,10 +38,15 @@ FORMAT = "pips-jax"
 FORMAT_VERSION = "1"
 
 
-def flatten(params: Mapping) -> dict[str, np.ndarray]:
-    """``{"a": {"b": x}}`` -> ``{"a/b": x}`` with NumPy arrays."""
+def flatten(params: Mapping) -> dict[str, Any]:
+    """``{"a": {"b": x}}`` -> ``{"a/b": x}`` (leaves unchanged)."""
     leaves = jax.tree_util.tree_flatten_with_path(params)[0]
-    return {"/".join(k.key for k in path): np.asarray(v) for path, v in leaves}
+    return {"/".join(k.key for k in path): v for path, v in leaves}
+
+
+def _listing(items: list, limit: int = 8) -> str:
+    shown = ", ".join(str(i) for i in items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
 def unflatten(flat: Mapping[str, np.ndarray]) -> dict:
@@ -168,7 +174,8 @@ def load_params(
         unused = sorted(set(found) - set(expected))
         wrong = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
         raise CheckpointError(
-            f"{path}: parameters do not fit their config: missing {missing}, unused {unused}, "
-            f"shape mismatches {[(k, expected[k], found[k]) for k in wrong]}"
+            f"{path}: parameters do not fit their config: missing [{_listing(missing)}], "
+            f"unused [{_listing(unused)}], shape mismatches "
+            f"[{_listing([f'{k}: expected {expected[k]}, found {found[k]}' for k in wrong])}]"
         )
     return unflatten(flat), stored, meta

@@ -254,12 +254,34 @@ class Pips:
         Returns:
             :class:`PipsOutput` with the coordinates after every iteration.
         """
-        cfg = self.config
-        check_frames(frames, cfg)
-        b, s = frames.shape[:2]
-        check_points(xys, b, frames.shape[2:4])
-        n = xys.shape[1]
+        check_frames(frames, self.config)
+        check_points(xys, frames.shape[0], frames.shape[2:4])
         fmaps = self.encode(params, frames)
+        return self.forward_features(params, fmaps, xys, iters, coords_init, feat_init)
+
+    def forward_features(
+        self,
+        params: Params,
+        fmaps: Array,
+        xys: Array,
+        iters: int = 6,
+        coords_init: Array | None = None,
+        feat_init: Array | None = None,
+    ) -> PipsOutput:
+        """:meth:`forward` on already encoded frames (each frame is encoded once).
+
+        Args:
+            fmaps: ``(B, S, H', W', C)`` feature maps from :meth:`encode`.
+            xys, iters, coords_init, feat_init: as in :meth:`forward`.
+        """
+        cfg = self.config
+        b, s = fmaps.shape[:2]
+        if s != cfg.S or fmaps.ndim != 5 or fmaps.shape[-1] != cfg.latent_dim:
+            raise InputError(
+                f"fmaps: expected (B, {cfg.S}, H', W', {cfg.latent_dim}), got {tuple(fmaps.shape)}"
+            )
+        _check_shape("xys", xys, (b, xys.shape[1], 2))
+        n = xys.shape[1]
         pyramid = self.pyramid(fmaps)
         if coords_init is None:
             coords = jnp.broadcast_to(xys[:, None].astype(jnp.float32), (b, s, n, 2))
