@@ -141,3 +141,27 @@ def test_no_weights_says_how_to_get_them(files, tmp_path, monkeypatch, capsys):
 def _write(path, text):
     path.write_text(text)
     return path
+
+
+def test_demo_runs_offline_and_reports_accuracy(files, tmp_path, capsys):
+    _, ckpt, _ = files
+    out = tmp_path / "demo"
+    assert (
+        main(["demo", "--checkpoint", str(ckpt), "--out", str(out), "--iters", "1", "--quiet"]) == 0
+    )
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("demo: tracked 64 points through 24 frames")
+    assert "median error" in line and "occlusion accuracy" in line
+    assert sorted(p.name for p in out.iterdir()) == [
+        "demo_tracks.csv",
+        "demo_tracks.gif",
+        "demo_tracks.npz",
+    ]
+    res = load_npz(out / "demo_tracks.npz")
+    assert res.tracks.shape == (64, 24, 2) and res.size == (256, 256)
+
+
+def test_demo_without_weights_says_how_to_get_them(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PIPS_JAX_CACHE", str(tmp_path / "empty-cache"))
+    assert main(["demo", "--out", str(tmp_path / "d"), "--quiet"]) == 2
+    assert "pips-jax download" in capsys.readouterr().err
