@@ -1,0 +1,203 @@
+"""Running a tracker over a TAP-Vid-format dataset and reporting the metrics.
+
+Every number is reported beside a zero-motion baseline (each point stays at its
+query position, always visible), so it has context. The report states the resolution
+the model ran at and the resolution the metrics were computed at (TAP-Vid: 256x256).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from pips_jax.errors import InputError
+from pips_jax.evaluation.datasets import EvalExample, VideoSample, iter_dataset, prepare_evaluation
+from pips_jax.evaluation.metrics import (
+    aggregate_metrics,
+    compute_tapvid_metrics,
+    trajectory_errors,
+    zero_motion_prediction,
+)
+
+#: predict(example) -> (tracks (n, T, 2) as (x, y) pixels at the evaluation resolution,
+#: occluded (n, T) bool)
+Predictor = Callable[[EvalExample], tuple[np.ndarray, np.ndarray]]
+
+SUMMARY_KEYS = (
+    ("average_jaccard", "AJ"),
+    ("average_pts_within_thresh", "delta_avg"),
+    ("occlusion_accuracy", "OA"),
+    ("ate_visible", "ATE_vis"),
+    ("ate_occluded", "ATE_occ"),
+    ("median_error_visible", "MTE_vis"),
+)
+
+
+@dataclasses.dataclass
+class EvalReport:
+    """Dataset scores per method, with the settings they were computed under.
+
+    Attributes:
+        scores: ``{method: {metric: value}}``; TAP-Vid metrics are fractions in [0, 1],
+            trajectory errors pixels at ``eval_resolution``.
+        per_video: ``{method: {video: {metric: value}}}``.
+        skipped: ``[(video, reason)]`` for videos that could not be evaluated.
+    """
+
+    dataset: str
+    fmt: str
+    query_mode: str
+    input_resolution: tuple[int, int]
+    eval_resolution: tuple[int, int]
+    weights: str
+    scores: dict[str, dict[str, float]]
+    per_video: dict[str, dict[str, dict[str, float]]]
+    skipped: list[tuple[str, str]]
+
+    @property
+    def num_videos(self) -> int:
+        return len(next(iter(self.per_video.values()), {}))
+
+    def to_json(self) -> str:
+        def clean(x):
+            if isinstance(x, float) and math.isnan(x):
+                return None
+            if isinstance(x, dict):
+                return {k: clean(v) for k, v in x.items()}
+            if isinstance(x, (list, tuple)):
+                return [clean(v) for v in x]
+            return x
+
+        return json.dumps(clean(dataclasses.asdict(self)), indent=2)
+
+    def table(self) -> str:
+        """A readable table: one row per method, percentages for the TAP-Vid metrics."""
+        head = f"{'method':<12}" + "".join(f"{label:>10}" for _, label in SUMMARY_KEYS)
+        lines = [
+            f"{self.fmt} dataset {self.dataset}: {self.num_videos} videos evaluated, "
+            f"{len(self.skipped)} skipped; query mode {self.query_mode}",
+            f"model input resolution {self.input_resolution[0]}x{self.input_resolution[1]}, "
+            f"metrics at {self.eval_resolution[0]}x{self.eval_resolution[1]} "
+            f"(errors in pixels at that resolution); weights: {self.weights}",
+            head,
+            "-" * len(head),
+        ]
+        for method, scores in self.scores.items():
+            cells = []
+            for key, _ in SUMMARY_KEYS:
+                v = scores.get(key, float("nan"))
+                pct = key in ("average_jaccard", "average_pts_within_thresh", "occlusion_accuracy")
+                cells.append(f"{100 * v:>10.1f}" if pct else f"{v:>10.2f}")
+            lines.append(f"{method:<12}" + "".join(cells))
+        for name, reason in self.skipped:
+            lines.append(f"skipped {name}: {reason}")
+        return "\n".join(lines)
+
+
+def synthetic_samples(num_videos: int, seed: int, config=None) -> Iterator[tuple[str, VideoSample]]:
+    """Clips of the synthetic benchmark as ``(name, VideoSample)`` (exact ground truth)."""
+    from pips_jax.evaluation.synthetic import SyntheticConfig, SyntheticDataset
+
+    data = SyntheticDataset(config or SyntheticConfig(), seed=seed, length=num_videos)
+    for i in range(num_videos):
+        clip = data[i]
+        name = f"synthetic_{seed}_{i:04d}"
+        yield name, VideoSample(name, clip.video, clip.tracks.astype(np.float64), clip.occluded)
+
+
+def _video_metrics(ex: EvalExample, tracks: np.ndarray, occluded: np.ndarray) -> dict[str, float]:
+    t = compute_tapvid_metrics(
+        ex.query_points, ex.occluded, ex.target_points, occluded[None], tracks[None], ex.query_mode
+    )
+    e = trajectory_errors(
+        ex.target_points, ex.occluded, tracks[None], ex.query_points, ex.query_mode
+    )
+    return {k: float(np.asarray(v)[0]) for k, v in {**t, **e}.items()}
+
+
+def evaluate(
+    samples: Iterable[tuple[str, VideoSample | InputError]],
+    predictors: dict[str, Predictor],
+    query_mode: str = "first",
+    eval_resolution: tuple[int, int] = (256, 256),
+    progress: bool = False,
+    **report_fields,
+) -> EvalReport:
+    """Evaluates every predictor (plus the zero-motion baseline) on every video.
+
+    A bad video (unreadable, wrong layout, no query point) is reported in
+    ``skipped`` and does not stop the others.
+    """
+    from tqdm.auto import tqdm
+
+    methods = {**predictors, "zero_motion": _zero_motion}
+    per_video: dict[str, dict[str, dict[str, float]]] = {m: {} for m in methods}
+    skipped: list[tuple[str, str]] = []
+    for name, sample in tqdm(samples, desc="eval", unit="video", disable=not progress, leave=False):
+        if isinstance(sample, Exception):
+            skipped.append((name, str(sample)))
+            continue
+        try:
+            ex = prepare_evaluation(sample, query_mode, eval_resolution)
+            for method, predict in methods.items():
+                tracks, occluded = predict(ex)
+                per_video[method][name] = _video_metrics(ex, tracks, occluded)
+        except InputError as e:
+            for m in methods:
+                per_video[m].pop(name, None)
+            skipped.append((name, str(e)))
+    if not per_video["zero_motion"]:
+        reasons = "; ".join(f"{n}: {r}" for n, r in skipped[:3])
+        raise InputError(
+            f"no video could be evaluated ({len(skipped)} skipped{': ' + reasons if reasons else ''})"
+        )
+    scores = {
+        m: aggregate_metrics(
+            [{k: np.array([v]) for k, v in d.items()} for d in per_video[m].values()]
+        )
+        for m in methods
+    }
+    return EvalReport(
+        query_mode=query_mode,
+        eval_resolution=tuple(eval_resolution),
+        scores=scores,
+        per_video=per_video,
+        skipped=skipped,
+        **report_fields,
+    )
+
+
+def _zero_motion(ex: EvalExample) -> tuple[np.ndarray, np.ndarray]:
+    tracks, occluded = zero_motion_prediction(ex.query_points, ex.target_points.shape[2])
+    return tracks[0], occluded[0]
+
+
+def tracker_predictor(tracker) -> Predictor:
+    """Adapts a :class:`~pips_jax.tracker.Tracker` to :data:`Predictor`."""
+
+    def predict(ex: EvalExample) -> tuple[np.ndarray, np.ndarray]:
+        q = ex.query_points[0]  # (t, y, x)
+        result = tracker.track(ex.video[0], queries=q[:, [0, 2, 1]])
+        return result.tracks.astype(np.float64), ~result.visibility
+
+    return predict
+
+
+def load_samples(dataset: str | None, fmt: str, num_videos: int, seed: int):
+    """The ``(name, sample or error)`` stream for ``pips-jax eval``."""
+    if fmt == "synthetic":
+        if dataset:
+            return iter_dataset(dataset, "davis")
+        return synthetic_samples(num_videos, seed)
+    if not dataset:
+        raise InputError(f"--dataset PATH is required for --format {fmt}")
+    if not Path(dataset).exists():
+        raise InputError(
+            f"dataset {dataset} does not exist; expected a pickle file or a folder of pickles"
+        )
+    return iter_dataset(dataset, fmt)
