@@ -4,16 +4,12 @@ import jax
 import numpy as np
 import pytest
 
-from pips_jax import ModelConfig, Pips
+from pips_jax import Pips
 from pips_jax.checkpoint.store import save_params
 from pips_jax.cli import main
 from pips_jax.tracker import load_npz
 from pips_jax.video import read_frames, write_video
-
-SMALL = ModelConfig(
-    S=8, stride=4, latent_dim=16, corr_levels=2, corr_radius=1, mixer_dim=32, mixer_depth=2,
-    encoder_dims=(8, 12), encoder_stem_dim=8, embed_dim=8,
-)  # fmt: skip
+from small_model import SMALL
 
 
 @pytest.fixture(scope="module")

@@ -7,16 +7,13 @@ import jax
 import numpy as np
 import pytest
 
-from pips_jax import ModelConfig, Pips
+from pips_jax import Pips
 from pips_jax.checkpoint.store import save_params
 from pips_jax.cli import main
 from pips_jax.evaluation.runner import evaluate, synthetic_samples
 from pips_jax.evaluation.synthetic import SyntheticConfig, generate_clip, write_tapvid_pickle
+from small_model import SMALL
 
-SMALL = ModelConfig(
-    S=8, stride=4, latent_dim=16, corr_levels=2, corr_radius=1, mixer_dim=32, mixer_depth=2,
-    encoder_dims=(8, 12), encoder_stem_dim=8, embed_dim=8,
-)  # fmt: skip
 TINY = SyntheticConfig(height=64, width=64, num_frames=10, num_objects=2, num_points=24)
 
 

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pips_jax import InputError, ModelConfig, Pips
+from pips_jax import InputError, Pips
 from pips_jax.tracker import (
     Tracker,
     check_queries,
@@ -18,29 +18,14 @@ from pips_jax.tracker import (
     to_input_pixels,
     to_model_pixels,
 )
+from small_model import SMALL, damped_params
 
-SMALL = ModelConfig(
-    S=8, stride=4, latent_dim=16, corr_levels=2, corr_radius=1, mixer_dim=32, mixer_depth=2,
-    encoder_dims=(8, 12), encoder_stem_dim=8, embed_dim=8,
-)  # fmt: skip
 H, W = 32, 48
-
-
-def _damped_params(cfg):
-    params = Pips(cfg).init(jax.random.key(1))
-    # Damp the sin/cos embedding inputs as the reference fixtures do, so that
-    # equivalent programs agree to float round-off instead of diverging chaotically.
-    start = cfg.latent_dim + cfg.corr_dim
-    k = params["delta_block"]["input"]["kernel"]
-    params["delta_block"]["input"]["kernel"] = k.at[start : start + 3 * cfg.embed_dim].multiply(
-        0.01
-    )
-    return params
 
 
 @pytest.fixture(scope="module")
 def params():
-    return _damped_params(SMALL)
+    return damped_params(SMALL)
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,37 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--S", type=int, default=8, help="frames per clip (default 8)")
 
 
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    """Options of every command that runs the model."""
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        metavar="PATH",
+        help=".pth or converted .safetensors (default: cached weights)",
+    )
+    p.add_argument(
+        "--iters", type=int, default=6, help="refinement iterations per window (default 6)"
+    )
+    p.add_argument(
+        "--precision",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="compute precision (default float32: exact)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _add_output_args(p: argparse.ArgumentParser, out: str, viz: str) -> None:
+    """Options of the commands that write tracks and a visualization."""
+    p.add_argument("--out", default=out, metavar="DIR", help=f"output folder (default ./{out})")
+    p.add_argument(
+        "--viz-format",
+        choices=("mp4", "gif"),
+        default=viz,
+        help=f"visualization format (default {viz})",
+    )
+
+
 def _config(args: argparse.Namespace):
     from pips_jax.config import ModelConfig
 
@@ -90,6 +121,7 @@ def cmd_track(args: argparse.Namespace) -> int:
         iters=args.iters,
         max_points_per_batch=args.max_points_per_batch,
         progress=not args.quiet,
+        compute_dtype=args.precision,
     )
     grid = None if queries is not None else args.grid
     result = tracker.track(
@@ -154,7 +186,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         weights = load_weights(args.checkpoint)
         description = weights.description
         tracker = Tracker(
-            weights.params, weights.config, resolution=args.input_resolution, iters=args.iters
+            weights.params,
+            weights.config,
+            resolution=args.input_resolution,
+            iters=args.iters,
+            compute_dtype=args.precision,
         )
         predictors["pips"] = tracker_predictor(tracker)
     samples = load_samples(args.dataset, args.format, args.num_videos, args.seed)
@@ -173,6 +209,44 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         atomic_write_bytes(args.json, report.to_json().encode())
         print(f"wrote {args.json}")
+    return 0
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from pips_jax.benchmark import format_table, reference_summary, run_suite
+    from pips_jax.checkpoint.store import atomic_write_bytes
+
+    def write(report: dict) -> None:
+        if args.json:
+            data = reference_summary(report) if args.config == "reference" else report
+            atomic_write_bytes(args.json, json.dumps(data, indent=2).encode())
+        if args.table:
+            atomic_write_bytes(Path(args.table), (format_table(report) + "\n").encode())
+
+    def show(r: dict, report: dict) -> None:
+        if "error" in r:
+            print(f"  {r['kind']}: error: {r['error']}", file=sys.stderr)
+        elif r["kind"] == "forward":
+            print(
+                f"  forward N={r['num_points']} {r['height']}x{r['width']} {r['precision']}: "
+                f"{r['forward_s_min']:.3f} s (compile {r['compile_s']:.1f} s)",
+                file=sys.stderr,
+            )
+        else:
+            print(
+                f"  video {r['num_frames']} frames, N={r['num_points']}: {r['seconds']:.1f} s",
+                file=sys.stderr,
+            )
+        write(report)  # after every case, so an interrupted run keeps what it measured
+
+    report = run_suite(args.config, runs=args.runs, timeout=args.timeout, on_result=show)
+    print(format_table(report))
+    for path in (args.json, args.table):
+        if path:
+            print(f"wrote {path}")
     return 0
 
 
@@ -227,24 +301,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--query-frame", type=int, default=None, metavar="T", help="frame of the grid (default 0)"
     )
-    p.add_argument(
-        "--checkpoint",
-        default=None,
-        metavar="PATH",
-        help=".pth or converted .safetensors (default: cached weights)",
-    )
-    p.add_argument(
-        "--out", default="pips_out", metavar="DIR", help="output folder (default ./pips_out)"
-    )
+    _add_run_args(p)
+    _add_output_args(p, "pips_out", "mp4")
     p.add_argument(
         "--resolution",
         type=_resolution,
         default=(360, 640),
         metavar="HxW",
         help="working resolution (default 360x640)",
-    )
-    p.add_argument(
-        "--iters", type=int, default=6, help="refinement iterations per window (default 6)"
     )
     p.add_argument(
         "--max-points-per-batch",
@@ -259,14 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--trail", type=int, default=12, metavar="K", help="trail length in frames (default 12)"
     )
-    p.add_argument(
-        "--viz-format",
-        choices=("mp4", "gif"),
-        default="mp4",
-        help="visualization format (default mp4)",
-    )
     p.add_argument("--no-viz", action="store_true", help="write tracks only")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_track)
 
     p = sub.add_parser(
@@ -278,25 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
             "tracks and a visualization; prints the error against the exact ground truth."
         ),
     )
-    p.add_argument(
-        "--checkpoint",
-        default=None,
-        metavar="PATH",
-        help=".pth or converted .safetensors (default: cached weights)",
-    )
-    p.add_argument(
-        "--out", default="pips_demo", metavar="DIR", help="output folder (default ./pips_demo)"
-    )
-    p.add_argument(
-        "--iters", type=int, default=6, help="refinement iterations per window (default 6)"
-    )
-    p.add_argument(
-        "--viz-format",
-        choices=("mp4", "gif"),
-        default="gif",
-        help="visualization format (default gif)",
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_run_args(p)
+    _add_output_args(p, "pips_demo", "gif")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser(
@@ -325,15 +365,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="resolution the model runs at (default 256x256)",
     )
     p.add_argument(
-        "--checkpoint",
-        default=None,
-        metavar="PATH",
-        help=".pth or converted .safetensors (default: cached weights)",
-    )
-    p.add_argument(
-        "--iters", type=int, default=6, help="refinement iterations per window (default 6)"
-    )
-    p.add_argument(
         "--num-videos",
         type=int,
         default=16,
@@ -352,8 +383,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="only the zero-motion baseline (no weights needed)",
     )
     p.add_argument("--json", default=None, metavar="OUT.json", help="also write the report as JSON")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_run_args(p)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser(
+        "benchmark",
+        help="measure forward speed and memory (and whole-video tracking) on this machine",
+        description=(
+            "Benchmark the PIPs forward pass (batch 1, 8 frames, 360x640, 256 points, 6 "
+            "iterations, float32 is the reference) and whole-video tracking. Each case runs "
+            "in its own process; reports compile time, min/median forward time, peak memory "
+            "(host RSS on CPU, device memory on GPU), GFLOP/s and points x frames / s."
+        ),
+    )
+    p.add_argument(
+        "--config",
+        choices=("reference", "sweep", "video", "all"),
+        default="reference",
+        help="which cases (default reference)",
+    )
+    p.add_argument("--runs", type=int, default=5, help="timed runs after warm-up (default 5)")
+    p.add_argument(
+        "--timeout", type=float, default=None, metavar="S", help="give up on a case after S seconds"
+    )
+    p.add_argument("--json", default=None, metavar="OUT.json", help="write results as JSON")
+    p.add_argument("--table", default=None, metavar="OUT.md", help="write the Markdown table")
+    p.set_defaults(func=cmd_benchmark)
     return parser
 
 

@@ -27,6 +27,7 @@ def run_demo(
     viz_format: str = "gif",
     iters: int = 6,
     progress: bool = False,
+    compute_dtype: str = "float32",
 ) -> dict:
     """Tracks the demo clip's points and writes tracks and a visualization.
 

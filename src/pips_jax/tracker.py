@@ -316,6 +316,10 @@ class Tracker:
         iters: refinement iterations per window.
         max_points_per_batch: points per compiled chunk (memory bound).
         progress: show progress bars (tqdm) on stderr.
+        feature_memory_bytes: above this, frame features go to a memory-mapped file.
+        encode_batch: frames encoded per compiled call.
+        compute_dtype: ``"float32"`` (exact) or ``"bfloat16"`` (faster where the
+            hardware has bfloat16 matrix units; see the benchmark for its accuracy).
     """
 
     def __init__(
@@ -328,9 +332,10 @@ class Tracker:
         progress: bool = False,
         feature_memory_bytes: int = FEATURE_MEMORY_BYTES,
         encode_batch: int = 8,
+        compute_dtype: Any = "float32",
     ):
         self.config = config or ModelConfig()
-        self.model = Pips(self.config)
+        self.model = Pips(self.config, compute_dtype=compute_dtype)
         self.params = jax.tree_util.tree_map(jnp.asarray, params)
         self.resolution = check_resolution(resolution, self.config)
         if iters < 1:

@@ -104,12 +104,15 @@ def sample_correlations(pyramid: list[Array], feats: Array, coords: Array, radiu
         sampled window of ``<feature map, point feature> / sqrt(C)`` centred at
         ``coords / 2**level``, zero outside the map.
     """
-    per_frame = jax.vmap(
-        jax.vmap(_window_one_frame, in_axes=(0, 0, 0, None)), in_axes=(0, 0, 0, None)
-    )
-    out = [
-        per_frame(fmap, feats, coords / (2.0**level), radius) for level, fmap in enumerate(pyramid)
-    ]
+    b, s, n, _ = coords.shape
+    out = []
+    for level, fmap in enumerate(pyramid):
+        xy = (coords / (2.0**level)).reshape(b * s, n, 2)
+        args = (fmap.reshape(b * s, *fmap.shape[2:]), feats.reshape(b * s, n, -1), xy)
+        # One frame at a time: the gathered (N, 2r+2, 2r+2, C) neighbourhoods of all
+        # frames at once would dominate memory for large N.
+        windows = jax.lax.map(lambda a: _window_one_frame(*a, radius), args)
+        out.append(windows.reshape(b, s, n, -1))
     return jnp.concatenate(out, axis=-1)
 
 

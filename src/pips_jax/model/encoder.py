@@ -7,10 +7,11 @@ Layout is channels last: images ``(B, H, W, 3)`` in, feature maps
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
-from jax import Array
+from jax import Array, lax
 
 from pips_jax.ops.resize import resize_bilinear_align_corners
 
@@ -38,15 +39,34 @@ def jax_rsqrt(x: Array) -> Array:
     return 1.0 / jnp.sqrt(x)
 
 
-def conv(features: int, kernel: int, stride: int = 1, name: str | None = None) -> nn.Conv:
-    """A PyTorch-equivalent ``Conv2d`` with symmetric zero padding ``kernel // 2``."""
+def conv_f32_accumulate(*args: Any, **kwargs: Any) -> Array:
+    """``lax.conv_general_dilated`` that accumulates (and returns) float32."""
+    return lax.conv_general_dilated(*args, **kwargs, preferred_element_type=jnp.float32)
+
+
+def dot_f32_accumulate(*args: Any, **kwargs: Any) -> Array:
+    """``lax.dot_general`` that accumulates (and returns) float32."""
+    return lax.dot_general(*args, **kwargs, preferred_element_type=jnp.float32)
+
+
+def conv(
+    features: int, kernel: int, stride: int = 1, name: str | None = None, dtype: Any = jnp.float32
+) -> nn.Conv:
+    """A PyTorch-equivalent ``Conv2d`` with symmetric zero padding ``kernel // 2``.
+
+    With ``dtype=bfloat16`` inputs and weights are rounded to bfloat16 and products
+    accumulate in float32; the output is float32.
+    """
     pad = kernel // 2
+    reduced = jnp.dtype(dtype) != jnp.float32
     return nn.Conv(
         features,
         kernel_size=(kernel, kernel),
         strides=(stride, stride),
         padding=((pad, pad), (pad, pad)),
         name=name,
+        dtype=dtype,
+        conv_general_dilated=conv_f32_accumulate if reduced else None,
     )
 
 
@@ -55,13 +75,15 @@ class ResidualBlock(nn.Module):
 
     features: int
     stride: int = 1
+    dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
-        y = nn.relu(instance_norm(conv(self.features, 3, self.stride, name="conv1")(x)))
-        y = nn.relu(instance_norm(conv(self.features, 3, 1, name="conv2")(y)))
+        d = self.dtype
+        y = nn.relu(instance_norm(conv(self.features, 3, self.stride, name="conv1", dtype=d)(x)))
+        y = nn.relu(instance_norm(conv(self.features, 3, 1, name="conv2", dtype=d)(y)))
         if self.stride != 1 or x.shape[-1] != self.features:
-            x = instance_norm(conv(self.features, 1, self.stride, name="downsample")(x))
+            x = instance_norm(conv(self.features, 1, self.stride, name="downsample", dtype=d)(x))
         return nn.relu(x + y)
 
 
@@ -79,6 +101,7 @@ class BasicEncoder(nn.Module):
     stride: int = 4
     stem_dim: int = 64
     stage_dims: Sequence[int] = (64, 96, 128, 128)
+    dtype: Any = jnp.float32  # compute dtype of the convolutions (norms stay float32)
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
@@ -92,12 +115,13 @@ class BasicEncoder(nn.Module):
         """
         _, h, w, _ = x.shape
         size = (h // self.stride, w // self.stride)
-        x = nn.relu(instance_norm(conv(self.stem_dim, 7, 2, name="conv1")(x)))
+        d = self.dtype
+        x = nn.relu(instance_norm(conv(self.stem_dim, 7, 2, name="conv1", dtype=d)(x)))
         outputs = []
         for i, dim in enumerate(self.stage_dims):
-            x = ResidualBlock(dim, 1 if i == 0 else 2, name=f"layer{i + 1}_0")(x)
-            x = ResidualBlock(dim, 1, name=f"layer{i + 1}_1")(x)
+            x = ResidualBlock(dim, 1 if i == 0 else 2, dtype=d, name=f"layer{i + 1}_0")(x)
+            x = ResidualBlock(dim, 1, dtype=d, name=f"layer{i + 1}_1")(x)
             outputs.append(resize_bilinear_align_corners(x, size))
         x = jnp.concatenate(outputs, axis=-1)
-        x = nn.relu(instance_norm(conv(2 * self.output_dim, 3, 1, name="conv2")(x)))
-        return conv(self.output_dim, 1, 1, name="conv3")(x)
+        x = nn.relu(instance_norm(conv(2 * self.output_dim, 3, 1, name="conv2", dtype=d)(x)))
+        return conv(self.output_dim, 1, 1, name="conv3", dtype=d)(x).astype(jnp.float32)

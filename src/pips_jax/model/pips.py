@@ -16,7 +16,7 @@ Frames are ``(B, S, H, W, 3)`` uint8 RGB. Feature maps are channels last,
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -40,6 +40,7 @@ class PipsNet(nn.Module):
     """Parameter holder of PIPs; every method is one stage on already-shaped arrays."""
 
     config: ModelConfig
+    compute_dtype: Any = jnp.float32
 
     def setup(self) -> None:
         cfg = self.config
@@ -48,6 +49,7 @@ class PipsNet(nn.Module):
             stride=cfg.stride,
             stem_dim=cfg.encoder_stem_dim,
             stage_dims=cfg.encoder_dims,
+            dtype=self.compute_dtype,
         )
         self.delta_block = MLPMixer(
             tokens=cfg.S,
@@ -55,6 +57,7 @@ class PipsNet(nn.Module):
             depth=cfg.mixer_depth,
             output_dim=cfg.S * (cfg.latent_dim + 2),
             expansion=cfg.mixer_expansion,
+            dtype=self.compute_dtype,
         )
         # The original's GroupNorm(1, C) on (rows, C) inputs normalises each row over
         # its C channels with per-channel affine: a LayerNorm.
@@ -130,9 +133,20 @@ class Pips:
     :meth:`visibility`.
     """
 
-    def __init__(self, config: ModelConfig | None = None):
+    def __init__(self, config: ModelConfig | None = None, compute_dtype: Any = jnp.float32):
+        """Args:
+        config: the architecture (default: the released model).
+        compute_dtype: ``float32`` (default, exact) or ``bfloat16``: convolutions and
+            dense layers then round their inputs and weights to bfloat16 and
+            accumulate in float32; norms, correlations and coordinates stay float32.
+        """
         self.config = config or ModelConfig()
-        self.net = PipsNet(self.config)
+        self.compute_dtype = jnp.dtype(compute_dtype)
+        if self.compute_dtype not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16)):
+            raise InputError(
+                f"compute_dtype: expected float32 or bfloat16, got {self.compute_dtype}"
+            )
+        self.net = PipsNet(self.config, self.compute_dtype)
 
     # ---------------------------------------------------------------- parameters
     def init(self, rng: Array, image_size: tuple[int, int] | None = None) -> Params:
@@ -301,6 +315,73 @@ class Pips:
 
         (_, ffeats), all_coords = jax.lax.scan(body, (coords, ffeats), None, length=iters)
         return PipsOutput(all_coords, self.visibility(params, ffeats), feat_init)
+
+    def forward_train(
+        self,
+        params: Params,
+        frames: Array,
+        xys: Array,
+        iters: int = 4,
+        score_maps: bool = True,
+    ) -> TrainOutput:
+        """The original's training forward (``is_train=True``).
+
+        Differences from :meth:`forward`, all as in the original: frame 0 is not
+        locked; gradients do not flow through the coordinates from one iteration to
+        the next (they are detached at the start of every iteration), only through the
+        features; and the per-iteration full correlation maps are returned for the
+        score-map loss.
+
+        Args:
+            frames: ``(B, S, H, W, 3)`` RGB, uint8 or float in [0, 255].
+            xys: ``(B, N, 2)`` points ``(x, y)`` in input pixels on frame 0.
+            iters: refinement iterations (static).
+            score_maps: also return the ``(iters, B, S, N, H', W')`` maps.
+        """
+        from pips_jax.model.correlation import correlation_volumes
+        from pips_jax.ops.resize import resize_bilinear_align_corners
+
+        cfg = self.config
+        b, s = frames.shape[:2]
+        n = xys.shape[1]
+        fmaps = self.encode(params, frames)
+        pyramid = self.pyramid(fmaps)
+        size = fmaps.shape[2:4]
+        coords = jnp.broadcast_to(xys[:, None].astype(jnp.float32), (b, s, n, 2))
+        feat_init = self.point_features(fmaps[:, 0], coords[:, 0])
+        ffeats = jnp.broadcast_to(feat_init[:, None], (b, s, n, cfg.latent_dim))
+
+        def body(carry: tuple[Array, Array], _: None):
+            coords, ffeats = carry
+            coords = jax.lax.stop_gradient(coords)
+            maps = None
+            if score_maps:
+                maps = sum(
+                    resize_bilinear_align_corners(v[..., None], size)[..., 0]
+                    for v in correlation_volumes(pyramid, ffeats)
+                )
+            coords, ffeats, _ = self.step(params, pyramid, coords, ffeats, lock_first=False)
+            return (coords, ffeats), (coords, maps)
+
+        (_, ffeats), (all_coords, maps) = jax.lax.scan(body, (coords, ffeats), None, length=iters)
+        return TrainOutput(all_coords, self.visibility(params, ffeats), maps)
+
+
+class TrainOutput(NamedTuple):
+    """Result of :meth:`Pips.forward_train`.
+
+    Attributes:
+        coords: ``(iters, B, S, N, 2)`` trajectories after every iteration, ``(x, y)``
+            input pixels (frame 0 is not locked in training, as in the original).
+        vis_logits: ``(B, S, N)`` visibility logits.
+        score_maps: ``(iters, B, S, N, H', W')`` per-iteration correlation maps at
+            feature resolution (every pyramid level upsampled with align-corners
+            bilinear to ``H' x W'`` and summed), or None when not asked for.
+    """
+
+    coords: Array
+    vis_logits: Array
+    score_maps: Array | None
 
 
 # ---------------------------------------------------------------------- checks

@@ -1,0 +1,338 @@
+"""Speed and memory of the PIPs forward pass and of whole-video tracking.
+
+Every measurement runs in a fresh subprocess so that its peak memory (host RSS on CPU,
+``peak_bytes_in_use`` of the device on GPU) belongs to that configuration alone.
+Timing uses random parameters: speed does not depend on the weights' values.
+
+The analytic FLOP count (:func:`forward_flops`) counts a multiply-add as 2 FLOP:
+convolutions ``2 * H_out * W_out * k * k * C_in * C_out``, dense layers
+``2 * rows * in * out``, correlation windows ``2 * (2r+2)^2 * C`` per point, frame and
+level, per iteration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from pips_jax.config import ModelConfig
+
+
+# ------------------------------------------------------------------ FLOP count
+def encoder_flops(config: ModelConfig, height: int, width: int) -> float:
+    """FLOP of encoding one ``height x width`` frame."""
+
+    def conv(h: int, w: int, k: int, cin: int, cout: int) -> float:
+        return 2.0 * h * w * k * k * cin * cout
+
+    def out(n: int, k: int, s: int) -> int:
+        return (n + 2 * (k // 2) - k) // s + 1
+
+    h, w = out(height, 7, 2), out(width, 7, 2)
+    total = conv(h, w, 7, 3, config.encoder_stem_dim)
+    cin = config.encoder_stem_dim
+    for i, dim in enumerate(config.encoder_dims):
+        s = 1 if i == 0 else 2
+        h2, w2 = out(h, 3, s), out(w, 3, s)
+        total += conv(h2, w2, 3, cin, dim) + 3 * conv(h2, w2, 3, dim, dim)
+        if s != 1 or cin != dim:
+            total += conv(h2, w2, 1, cin, dim)
+        h, w, cin = h2, w2, dim
+    hf, wf = height // config.stride, width // config.stride
+    total += conv(hf, wf, 3, sum(config.encoder_dims), 2 * config.latent_dim)
+    total += conv(hf, wf, 1, 2 * config.latent_dim, config.latent_dim)
+    return total
+
+
+def iteration_flops(config: ModelConfig, num_points: int) -> float:
+    """FLOP of one refinement iteration for ``num_points`` points (batch 1)."""
+    s, d, e = config.S, config.mixer_dim, config.mixer_expansion
+    tokens = num_points * s
+    mixer = 2.0 * tokens * config.mixer_input_dim * d
+    mixer += config.mixer_depth * (
+        2 * 2.0 * num_points * d * s * s * e + 2 * 2.0 * tokens * d * d * e
+    )
+    mixer += 2.0 * num_points * d * s * (config.latent_dim + 2)
+    updater = 2.0 * tokens * config.latent_dim**2
+    corr = 2.0 * tokens * config.corr_levels * (2 * config.corr_radius + 2) ** 2 * config.latent_dim
+    return mixer + updater + corr
+
+
+def forward_flops(
+    config: ModelConfig, num_points: int, height: int, width: int, iters: int
+) -> float:
+    """FLOP of one forward: S frames encoded, ``iters`` refinement iterations."""
+    return config.S * encoder_flops(config, height, width) + iters * iteration_flops(
+        config, num_points
+    )
+
+
+# ----------------------------------------------------------------- machine info
+def machine_info() -> dict[str, Any]:
+    import jax
+
+    dev = jax.devices()[0]
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    return {
+        "backend": jax.default_backend(),
+        "device": getattr(dev, "device_kind", str(dev)),
+        "num_devices": jax.device_count(),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "jax_version": jax.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _peak_memory_bytes() -> int:
+    import jax
+
+    dev = jax.devices()[0]
+    if dev.platform != "cpu":
+        stats = dev.memory_stats() or {}
+        return int(stats.get("peak_bytes_in_use", 0))
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # KiB on Linux
+
+
+# ------------------------------------------------------------ single measurement
+@dataclasses.dataclass(frozen=True)
+class ForwardCase:
+    """One forward configuration: batch 1, S frames of ``height x width``, N points."""
+
+    num_points: int = 256
+    height: int = 360
+    width: int = 640
+    iters: int = 6
+    runs: int = 5
+    precision: str = "float32"  # or "bfloat16"
+
+
+def measure_forward(case: ForwardCase, config: ModelConfig | None = None) -> dict[str, Any]:
+    """Compile time, steady-state time (min/median of ``runs`` after a warm-up), memory."""
+    import jax
+    import jax.numpy as jnp
+
+    from pips_jax.model.pips import Pips
+
+    config = config or ModelConfig()
+    model = Pips(
+        config, compute_dtype=jnp.bfloat16 if case.precision == "bfloat16" else jnp.float32
+    )
+    params = model.init(jax.random.key(0))
+    rng = np.random.default_rng(0)
+    frames = jnp.asarray(
+        rng.integers(0, 256, (1, config.S, case.height, case.width, 3), dtype=np.uint8)
+    )
+    xys = rng.uniform([0, 0], [case.width - 1, case.height - 1], (1, case.num_points, 2))
+    xys = jnp.asarray(xys.astype(np.float32))
+    forward = jax.jit(model.forward, static_argnames="iters")
+    t0 = time.perf_counter()
+    compiled = forward.lower(params, frames, xys, iters=case.iters).compile()
+    compile_s = time.perf_counter() - t0
+    jax.block_until_ready(compiled(params, frames, xys))  # warm-up
+    times = []
+    for _ in range(case.runs):
+        t0 = time.perf_counter()
+        jax.block_until_ready(compiled(params, frames, xys))
+        times.append(time.perf_counter() - t0)
+    flops = forward_flops(config, case.num_points, case.height, case.width, case.iters)
+    t_min = min(times)
+    return {
+        **dataclasses.asdict(case),
+        "compile_s": compile_s,
+        "forward_s_min": t_min,
+        "forward_s_median": float(np.median(times)),
+        "forward_s_all": times,
+        "peak_memory_bytes": _peak_memory_bytes(),
+        "flops": flops,
+        "gflops_per_s": flops / t_min / 1e9,
+        "points_frames_per_s": case.num_points * config.S / t_min,
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoCase:
+    """Whole-video tracking: a T-frame video, N points queried on frame 0."""
+
+    num_frames: int = 100
+    num_points: int = 1024
+    height: int = 360
+    width: int = 640
+    iters: int = 6
+    max_points_per_batch: int = 1024
+
+
+def measure_video(case: VideoCase, config: ModelConfig | None = None) -> dict[str, Any]:
+    """Seconds, frames/s and points x frames / s of :class:`~pips_jax.tracker.Tracker`."""
+    import jax
+
+    from pips_jax.model.pips import Pips
+    from pips_jax.tracker import Tracker
+
+    config = config or ModelConfig()
+    params = Pips(config).init(jax.random.key(0))
+    rng = np.random.default_rng(0)
+    video = rng.integers(0, 256, (case.num_frames, case.height, case.width, 3), dtype=np.uint8)
+    q = np.zeros((case.num_points, 3), np.float32)
+    q[:, 1:] = rng.uniform([0, 0], [case.width - 1, case.height - 1], (case.num_points, 2))
+    tracker = Tracker(
+        params,
+        config,
+        resolution=(case.height, case.width),
+        iters=case.iters,
+        max_points_per_batch=case.max_points_per_batch,
+    )
+    # Warm-up compiles every shape on a short clip (same chunk sizes and resolution).
+    tracker.track(video[: config.S + 2], queries=q[: min(len(q), case.max_points_per_batch)])
+    t0 = time.perf_counter()
+    tracker.track(video, queries=q)
+    seconds = time.perf_counter() - t0
+    return {
+        **dataclasses.asdict(case),
+        "seconds": seconds,
+        "frames_per_s": case.num_frames / seconds,
+        "points_frames_per_s": case.num_points * case.num_frames / seconds,
+        "peak_memory_bytes": _peak_memory_bytes(),
+    }
+
+
+def _in_subprocess(kind: str, case: Any, timeout: float | None) -> dict[str, Any]:
+    """Runs one measurement in a fresh interpreter and returns its JSON result."""
+    payload = json.dumps({"kind": kind, "case": dataclasses.asdict(case)})
+    cmd = [
+        sys.executable,
+        "-c",
+        "import sys; from pips_jax.benchmark import _child; _child(sys.argv[1])",
+        payload,
+    ]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {**dataclasses.asdict(case), "error": f"timed out after {timeout:.0f} s"}
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {**dataclasses.asdict(case), "error": tail}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _child(payload: str) -> None:
+    spec = json.loads(payload)
+    if spec["kind"] == "forward":
+        result = measure_forward(ForwardCase(**spec["case"]))
+    else:
+        result = measure_video(VideoCase(**spec["case"]))
+    print(json.dumps(result))
+
+
+# ------------------------------------------------------------------------ suites
+REFERENCE = ForwardCase()
+
+
+def suite(config: str = "all", runs: int = 5) -> list[tuple[str, Any]]:
+    """The cases of a suite: ``reference``, ``sweep`` (reference + bfloat16 +
+    resolution and N sweeps), ``video`` (whole-video tracking) or ``all``; cheap cases
+    first so a partial run still reports the most."""
+    if config not in ("reference", "sweep", "video", "all"):
+        raise ValueError(
+            f"unknown benchmark config {config!r}; expected reference, sweep, video or all"
+        )
+    few = max(2, runs // 2)
+    cases: list[tuple[str, Any]] = [("forward", dataclasses.replace(REFERENCE, runs=runs))]
+    if config in ("sweep", "all"):
+        cases.append(("forward", dataclasses.replace(REFERENCE, runs=runs, precision="bfloat16")))
+        for h, w in ((256, 256), (512, 896)):
+            cases.append(("forward", ForwardCase(height=h, width=w, runs=runs)))
+        for n in (1024, 4096):
+            cases.append(("forward", ForwardCase(num_points=n, runs=runs if n <= 1024 else few)))
+    if config in ("video", "all"):
+        cases.append(("video", VideoCase(num_frames=50, num_points=1024)))
+        cases.append(("video", VideoCase(num_frames=100, num_points=1024)))
+    if config in ("sweep", "all"):
+        cases.append(("forward", ForwardCase(num_points=16384, runs=few)))
+    if config in ("video", "all"):
+        cases.append(("video", VideoCase(num_frames=100, num_points=10_000)))
+    return cases
+
+
+def run_suite(
+    config: str = "all", runs: int = 5, timeout: float | None = None, on_result=None
+) -> dict[str, Any]:
+    """Runs a suite, each case in its own process; returns ``{"machine", "results"}``."""
+    report: dict[str, Any] = {"machine": machine_info(), "results": []}
+    for kind, case in suite(config, runs):
+        r = {"kind": kind, **_in_subprocess(kind, case, timeout)}
+        report["results"].append(r)
+        if on_result is not None:
+            on_result(r, report)
+    return report
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """Markdown tables of a :func:`run_suite` report, machine in the header."""
+    m = report["machine"]
+    lines = [
+        f"machine: {m['cpu']} ({m['cpu_count']} cores), backend {m['backend']} ({m['device']}), "
+        f"JAX {m['jax_version']}",
+        "",
+        "| N | frames | resolution | precision | compile s | forward s (min / median) | peak memory | GFLOP/s | points x frames / s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["results"]:
+        if r["kind"] != "forward":
+            continue
+        res = f"{r['height']}x{r['width']}"
+        if "error" in r:
+            lines.append(
+                f"| {r['num_points']} | 8 | {res} | {r['precision']} | error: {r['error']} | | | | |"
+            )
+            continue
+        lines.append(
+            f"| {r['num_points']} | 8 | {res} | {r['precision']} | {r['compile_s']:.1f} | "
+            f"{r['forward_s_min']:.3f} / {r['forward_s_median']:.3f} | {r['peak_memory_bytes'] / 2**30:.2f} GiB | "
+            f"{r['gflops_per_s']:.0f} | {r['points_frames_per_s']:.0f} |"
+        )
+    video = [r for r in report["results"] if r["kind"] == "video"]
+    if video:
+        lines += [
+            "",
+            "| whole video | points | seconds | frames / s | points x frames / s | peak memory |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in video:
+            what = f"{r['num_frames']} frames {r['height']}x{r['width']}"
+            if "error" in r:
+                lines.append(f"| {what} | {r['num_points']} | error: {r['error']} | | | |")
+                continue
+            lines.append(
+                f"| {what} | {r['num_points']} | {r['seconds']:.1f} | {r['frames_per_s']:.2f} | "
+                f"{r['points_frames_per_s']:.0f} | {r['peak_memory_bytes'] / 2**30:.2f} GiB |"
+            )
+    return "\n".join(lines)
+
+
+def reference_summary(report: dict[str, Any]) -> dict[str, Any]:
+    """The keys ``pips-jax benchmark --config reference --json`` promises."""
+    ref = next(r for r in report["results"] if r["kind"] == "forward")
+    keys = ("forward_s_min", "forward_s_median", "compile_s", "peak_memory_bytes")
+    out = {k: ref.get(k) for k in keys}
+    out.update(
+        {"backend": report["machine"]["backend"], "jax_version": report["machine"]["jax_version"]}
+    )
+    out.update({"machine": report["machine"], "results": report["results"]})
+    return out

@@ -1,0 +1,83 @@
+"""The benchmark's FLOP count and its command line (speed itself is not tested)."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from pips_jax import ModelConfig, Pips
+from pips_jax.benchmark import encoder_flops, forward_flops, iteration_flops
+from pips_jax.cli import main
+
+TINY = ModelConfig(
+    latent_dim=16,
+    encoder_dims=(8, 12),
+    encoder_stem_dim=8,
+    mixer_dim=32,
+    mixer_depth=2,
+    corr_levels=2,
+    corr_radius=1,
+    embed_dim=8,
+)
+
+
+def test_encoder_flops_hand_worked():
+    # 16x16 input, stride 4: stem 7x7/2 -> 8x8; stage 1 (8 ch) at 8x8; stage 2 (12 ch)
+    # at 4x4 with a 1x1 downsample; conv2 3x3 20->32 and conv3 1x1 32->16 at 4x4.
+    stem = 2 * 64 * 49 * 3 * 8
+    stage1 = 4 * (2 * 64 * 9 * 8 * 8)
+    stage2 = 2 * 16 * 9 * 8 * 12 + 3 * (2 * 16 * 9 * 12 * 12) + 2 * 16 * 8 * 12
+    head = 2 * 16 * 9 * 20 * 32 + 2 * 16 * 32 * 16
+    assert encoder_flops(TINY, 16, 16) == stem + stage1 + stage2 + head
+
+
+@pytest.mark.parametrize("cfg", [TINY, ModelConfig()])
+def test_flops_agree_with_xla_cost_analysis(cfg):
+    # XLA counts the same multiply-adds plus elementwise work (norms, activations).
+    model = Pips(cfg)
+    params = model.param_shapes()
+    frames = jax.ShapeDtypeStruct((1, cfg.S, 64, 96, 3), jnp.uint8)
+    cost = jax.jit(model.encode).lower(params, frames).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    analytic = cfg.S * encoder_flops(cfg, 64, 96)
+    assert analytic <= cost["flops"] <= 1.1 * analytic
+    fmaps = jax.ShapeDtypeStruct((1, cfg.S, 16, 24, cfg.latent_dim), jnp.float32)
+    xys = jax.ShapeDtypeStruct((1, 64, 2), jnp.float32)
+    step = (
+        jax.jit(model.forward_features, static_argnames="iters")
+        .lower(params, fmaps, xys, iters=1)
+        .compile()
+    )
+    cost = step.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    per_iter = iteration_flops(cfg, 64)
+    assert 0.9 * per_iter <= cost["flops"] <= 1.25 * per_iter
+
+
+def test_reference_forward_is_about_a_teraflop():
+    f = forward_flops(ModelConfig(), 256, 360, 640, 6)
+    assert 1.0e12 < f < 1.3e12
+
+
+def test_benchmark_command_writes_the_promised_keys(tmp_path, monkeypatch):
+    # A small stand-in for the reference case keeps the test fast; the command path,
+    # subprocess isolation and JSON keys are the real ones.
+    import pips_jax.benchmark as bench
+
+    monkeypatch.setattr(
+        bench, "REFERENCE", bench.ForwardCase(num_points=8, height=64, width=64, iters=1, runs=1)
+    )
+    out = tmp_path / "ref.json"
+    assert main(["benchmark", "--config", "reference", "--runs", "1", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    for key in (
+        "forward_s_min",
+        "forward_s_median",
+        "compile_s",
+        "peak_memory_bytes",
+        "backend",
+        "jax_version",
+    ):
+        assert key in data
+    assert data["backend"] == "cpu" and data["forward_s_min"] > 0 and data["peak_memory_bytes"] > 0
