@@ -49,7 +49,7 @@ import numpy as np
 
 from pips_jax.config import ModelConfig
 from pips_jax.errors import InputError
-from pips_jax.model.pips import Params, Pips, PipsNet
+from pips_jax.model.pips import Params, Pips
 
 DEFAULT_RESOLUTION = (360, 640)
 FEATURE_MEMORY_BYTES = 4 << 30  # above this the feature maps go to a memory-mapped file
@@ -358,7 +358,7 @@ class Tracker:
         if x.shape[1:3] != (h, w):
             x = jax.image.resize(x, (x.shape[0], h, w, 3), method="bilinear")
         images = 2.0 * (x / 255.0) - 1.0
-        return self.model.net.apply({"params": params}, images, method=PipsNet.encode)
+        return self.model.encode_images(params, images)
 
     def _sample_impl(self, fmap: jax.Array, xys: jax.Array) -> jax.Array:
         return self.model.point_features(fmap[None], xys[None])[0]
