@@ -16,6 +16,7 @@ Frames are ``(B, S, H, W, 3)`` uint8 RGB. Feature maps are channels last,
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -164,18 +165,25 @@ class Pips:
         return jax.eval_shape(self.init, jax.random.key(0))
 
     # -------------------------------------------------------------------- stages
-    def encode(self, params: Params, frames: Array) -> Array:
+    def encode(self, params: Params, frames: Array, per_frame: bool = True) -> Array:
         """Encodes frames to feature maps.
 
         Args:
             frames: ``(..., H, W, 3)`` uint8 RGB (any leading axes, e.g. ``B, S``).
+            per_frame: encode one frame at a time (:meth:`encode_images`; fastest for
+                inference) rather than all at once (what training differentiates:
+                XLA's CPU backward of convolutions inside a loop is far slower).
 
         Returns:
             ``(..., H // stride, W // stride, latent_dim)`` float32 feature maps.
         """
         lead = frames.shape[:-3]
         images = 2.0 * (frames.astype(jnp.float32) / 255.0) - 1.0
-        fmaps = self.encode_images(params, images.reshape(-1, *frames.shape[-3:]))
+        images = images.reshape(-1, *frames.shape[-3:])
+        if per_frame:
+            fmaps = self.encode_images(params, images)
+        else:
+            fmaps = self.net.apply({"params": params}, images, method=PipsNet.encode)
         return fmaps.reshape(*lead, *fmaps.shape[1:])
 
     def encode_images(self, params: Params, images: Array) -> Array:
@@ -334,49 +342,59 @@ class Pips:
         frames: Array,
         xys: Array,
         iters: int = 4,
-        score_maps: bool = True,
+        score_fn: Callable[[list[Array], Array], Any] | None = None,
+        remat: bool = False,
     ) -> TrainOutput:
         """The original's training forward (``is_train=True``).
 
         Differences from :meth:`forward`, all as in the original: frame 0 is not
         locked; gradients do not flow through the coordinates from one iteration to
         the next (they are detached at the start of every iteration), only through the
-        features; and the per-iteration full correlation maps are returned for the
-        score-map loss.
+        features; and at the start of every iteration the point features are compared
+        with the whole correlation pyramid (the original's score maps), here through
+        ``score_fn``.
 
         Args:
             frames: ``(B, S, H, W, 3)`` RGB, uint8 or float in [0, 255].
             xys: ``(B, N, 2)`` points ``(x, y)`` in input pixels on frame 0.
             iters: refinement iterations (static).
-            score_maps: also return the ``(iters, B, S, N, H', W')`` maps.
+            score_fn: optional ``score_fn(pyramid, ffeats) -> pytree`` called at the
+                start of every iteration with the pyramid levels ``(B, S, H_l, W_l, C)``
+                and the ``(B, S, N, C)`` features that iteration starts from. Its
+                outputs are stacked over iterations: e.g.
+                :func:`pips_jax.training.losses.score_maps` gives the full
+                ``(iters, B, S, N, H', W')`` maps, a partial of
+                :func:`pips_jax.training.losses.score_map_terms` only the sums the
+                score-map loss needs.
+            remat: recompute each iteration's refinement step in the backward pass
+                (``jax.checkpoint``) instead of keeping its activations: the memory of
+                one iteration instead of ``iters``, for about a third more compute.
         """
-        from pips_jax.model.correlation import correlation_volumes
-        from pips_jax.ops.resize import resize_bilinear_align_corners
-
         cfg = self.config
         b, s = frames.shape[:2]
         n = xys.shape[1]
-        fmaps = self.encode(params, frames)
+        fmaps = self.encode(params, frames, per_frame=False)
         pyramid = self.pyramid(fmaps)
-        size = fmaps.shape[2:4]
         coords = jnp.broadcast_to(xys[:, None].astype(jnp.float32), (b, s, n, 2))
         feat_init = self.point_features(fmaps[:, 0], coords[:, 0])
         ffeats = jnp.broadcast_to(feat_init[:, None], (b, s, n, cfg.latent_dim))
 
+        def refine(params: Params, pyramid: list[Array], coords: Array, ffeats: Array):
+            coords, ffeats, _ = self.step(params, pyramid, coords, ffeats, lock_first=False)
+            return coords, ffeats
+
+        if remat:
+            refine = jax.checkpoint(refine)
+
         def body(carry: tuple[Array, Array], _: None):
             coords, ffeats = carry
             coords = jax.lax.stop_gradient(coords)
-            maps = None
-            if score_maps:
-                maps = sum(
-                    resize_bilinear_align_corners(v[..., None], size)[..., 0]
-                    for v in correlation_volumes(pyramid, ffeats)
-                )
-            coords, ffeats, _ = self.step(params, pyramid, coords, ffeats, lock_first=False)
-            return (coords, ffeats), (coords, maps)
+            scores = None if score_fn is None else score_fn(pyramid, ffeats)
+            coords, ffeats = refine(params, pyramid, coords, ffeats)
+            return (coords, ffeats), (coords, scores)
 
-        (_, ffeats), (all_coords, maps) = jax.lax.scan(body, (coords, ffeats), None, length=iters)
-        return TrainOutput(all_coords, self.visibility(params, ffeats), maps)
+        (_, ffeats), (all_coords, scores) = jax.lax.scan(body, (coords, ffeats), None, length=iters)
+        return TrainOutput(all_coords, self.visibility(params, ffeats), scores)
 
 
 class TrainOutput(NamedTuple):
@@ -386,14 +404,13 @@ class TrainOutput(NamedTuple):
         coords: ``(iters, B, S, N, 2)`` trajectories after every iteration, ``(x, y)``
             input pixels (frame 0 is not locked in training, as in the original).
         vis_logits: ``(B, S, N)`` visibility logits.
-        score_maps: ``(iters, B, S, N, H', W')`` per-iteration correlation maps at
-            feature resolution (every pyramid level upsampled with align-corners
-            bilinear to ``H' x W'`` and summed), or None when not asked for.
+        scores: the outputs of ``score_fn`` stacked along a leading ``iters`` axis, or
+            None without a ``score_fn``.
     """
 
     coords: Array
     vis_logits: Array
-    score_maps: Array | None
+    scores: Any
 
 
 # ---------------------------------------------------------------------- checks

@@ -1,0 +1,363 @@
+"""Training clips from the synthetic generator, made in background processes.
+
+Each clip is a FlyingThings++-style scene of :mod:`pips_jax.evaluation.synthetic`: a
+photographic background under a smooth homography with textured objects moving in
+front of it, entering and leaving the frame and hiding each other. Clips are generated
+at the crop size directly. A clip's points are all visible (and at least 1.5 pixels
+inside the image) on frame 0, where the model is queried, and visible on at least one
+other frame, as the original's ``force_twice_vis``; they lie on the background and on
+the objects, and a share of them is hidden later by a nearer object, by leaving the
+frame or by an erased patch.
+
+Conventions: frames are ``(S, H, W, 3)`` uint8 RGB; trajectories ``(S, N, 2)`` are
+``(x, y)`` in pixels with the origin at the centre of the top-left pixel; ``vis`` and
+``valids`` are ``(S, N)`` float32 0/1. A position is *valid* (supervised) while it lies
+in the image area ``[-0.5, W - 0.5] x [-0.5, H - 0.5]``; the original's FlyingThings++
+data marks every position valid, but there a track out of the image is not measured.
+
+Clip ``index`` of training step ``step`` depends only on ``(seed, step, index)``
+(``numpy.random.SeedSequence(seed, spawn_key=(step, index))``), so batch ``k`` is the
+same whatever the number of workers and whether the run was resumed.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import multiprocessing
+import os
+import signal
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+
+import numpy as np
+
+from pips_jax.errors import InputError
+from pips_jax.evaluation.synthetic import (
+    Clip,
+    Scene,
+    SyntheticConfig,
+    clip_from_scene,
+    color_jitter,
+    ground_truth,
+    random_scene,
+    sample_points,
+)
+from pips_jax.training.config import POINT_MARGIN, TrainConfig
+
+#: Keys and per-clip shapes of a clip (a batch adds a leading ``B``).
+CLIP_KEYS = ("frames", "trajs", "vis", "valids")
+_SCENE_ATTEMPTS = 8
+_POINT_ROUNDS = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipSpec:
+    """What a training clip looks like (picklable, sent to the workers).
+
+    Attributes:
+        height, width: crop size in pixels.
+        frames: S.
+        num_points: N.
+        num_objects: moving objects per scene.
+        augment: apply :func:`augment_clip`.
+    """
+
+    height: int
+    width: int
+    frames: int
+    num_points: int
+    num_objects: int = 8
+    augment: bool = True
+
+    @classmethod
+    def from_config(cls, cfg: TrainConfig) -> ClipSpec:
+        h, w = cfg.crop
+        return cls(h, w, cfg.model.S, cfg.num_points, cfg.num_objects, cfg.augment)
+
+    def synthetic_config(self) -> SyntheticConfig:
+        """The generator's settings; its motion limits (made for 256-pixel clips) are
+        scaled by ``max(H, W) / 256``, so motion in pixels grows with the crop."""
+        base = SyntheticConfig()
+        scale = max(self.height, self.width) / 256.0
+        return SyntheticConfig(
+            height=self.height,
+            width=self.width,
+            num_frames=self.frames,
+            num_objects=self.num_objects,
+            num_points=self.num_points,
+            margin=POINT_MARGIN,
+            max_background_shift=base.max_background_shift * scale,
+            max_object_speed=base.max_object_speed * scale,
+        )
+
+
+def clip_seed(seed: int, step: int, index: int) -> np.random.SeedSequence:
+    """The seed sequence of clip ``index`` of step ``step``."""
+    return np.random.SeedSequence(int(seed), spawn_key=(int(step), int(index)))
+
+
+def _pick_points(
+    scene: Scene, count: int, rng: np.random.Generator, config: SyntheticConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``count`` points visible on frame 0 and on some later frame.
+
+    Returns ``(layer (M,), ref_xy (M, 2))`` with ``M <= count``.
+    """
+    layers, refs, have = [], [], 0
+    for _ in range(_POINT_ROUNDS):
+        need = count - have
+        try:
+            layer, ref = sample_points(
+                scene, 2 * need + 16, rng, config.fraction_on_objects, config.margin
+            )
+        except InputError:  # a scene with too little visible area: make do or retry
+            break
+        _, occluded = ground_truth(scene, layer, ref)
+        ok = np.nonzero(~occluded[:, 0] & (~occluded[:, 1:]).any(axis=1))[0][:need]
+        layers.append(layer[ok])
+        refs.append(ref[ok])
+        have += len(ok)
+        if have == count:
+            break
+    return np.concatenate(layers), np.concatenate(refs)
+
+
+def make_clip(spec: ClipSpec, seed: int, step: int, index: int) -> dict[str, np.ndarray]:
+    """Clip ``index`` of training step ``step``.
+
+    Returns:
+        ``frames`` uint8 ``(S, H, W, 3)``, ``trajs`` float32 ``(S, N, 2)`` ``(x, y)``
+        pixels, ``vis`` and ``valids`` float32 ``(S, N)``.
+    """
+    scene_seq, aug_seq = clip_seed(seed, step, index).spawn(2)
+    rng = np.random.default_rng(scene_seq)
+    config = spec.synthetic_config()
+    for _ in range(_SCENE_ATTEMPTS):
+        scene = random_scene(config, rng)
+        layer, ref = _pick_points(scene, spec.num_points, rng, config)
+        if len(layer):
+            break
+    else:  # pragma: no cover - never seen; the sizes are validated up front
+        raise RuntimeError(f"no trackable point in {_SCENE_ATTEMPTS} scenes for {spec}")
+    if len(layer) < spec.num_points:  # rare: repeat points to fill the clip
+        extra = rng.choice(len(layer), spec.num_points - len(layer))
+        layer, ref = np.concatenate([layer, layer[extra]]), np.concatenate([ref, ref[extra]])
+    clip = clip_from_scene(scene, layer, ref)
+    if spec.augment:
+        clip = augment_clip(clip, np.random.default_rng(aug_seq))
+    trajs = np.ascontiguousarray(clip.tracks.transpose(1, 0, 2), dtype=np.float32)
+    h, w = spec.height, spec.width
+    inside = (
+        (trajs[..., 0] >= -0.5)
+        & (trajs[..., 0] <= w - 0.5)
+        & (trajs[..., 1] >= -0.5)
+        & (trajs[..., 1] <= h - 0.5)
+    )
+    return {
+        "frames": clip.video,
+        "trajs": trajs,
+        "vis": (~clip.occluded.T).astype(np.float32),
+        "valids": inside.astype(np.float32),
+    }
+
+
+def make_batch(spec: ClipSpec, seed: int, step: int, batch_size: int) -> dict[str, np.ndarray]:
+    """Batch ``step``: clips ``0 .. batch_size - 1`` stacked along a new first axis."""
+    return stack([make_clip(spec, seed, step, i) for i in range(batch_size)])
+
+
+def stack(clips: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {k: np.stack([c[k] for c in clips]) for k in CLIP_KEYS}
+
+
+# -------------------------------------------------------------- augmentation
+def flip_tracks(
+    tracks: np.ndarray, size: tuple[int, int], horizontal: bool, vertical: bool
+) -> np.ndarray:
+    """Tracks of a flipped video.
+
+    Args:
+        tracks: ``(..., 2)`` ``(x, y)`` pixels, origin at the centre of the top-left pixel.
+        size: ``(H, W)`` of the video.
+        horizontal: mirror left-right (``x -> W - 1 - x``).
+        vertical: mirror top-bottom (``y -> H - 1 - y``).
+    """
+    out = np.array(tracks, copy=True)
+    h, w = size
+    if horizontal:
+        out[..., 0] = (w - 1) - out[..., 0]
+    if vertical:
+        out[..., 1] = (h - 1) - out[..., 1]
+    return out
+
+
+def gaussian_blur(video: np.ndarray, sigma: float, radius: int = 5) -> np.ndarray:
+    """Separable Gaussian blur of float ``(T, H, W, C)`` frames (edges replicated)."""
+    taps = np.arange(-radius, radius + 1, dtype=np.float32)
+    kernel = np.exp(-0.5 * (taps / np.float32(sigma)) ** 2)
+    kernel /= kernel.sum()
+    for axis in (1, 2):
+        pad = [(0, 0)] * video.ndim
+        pad[axis] = (radius, radius)
+        padded = np.pad(video, pad, mode="edge")
+        n = video.shape[axis]
+        video = sum(
+            k * np.take(padded, np.arange(i, i + n), axis=axis) for i, k in enumerate(kernel)
+        )
+    return video
+
+
+def erase_patches(
+    video: np.ndarray, tracks: np.ndarray, occluded: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Covers random rectangles of frames ``1 .. T-1`` with their mean colour.
+
+    The original's "eraser" augmentation: points under a patch become occluded there.
+
+    Args:
+        video: ``(T, H, W, 3)`` uint8.
+        tracks: ``(N, T, 2)`` ``(x, y)`` pixels, origin at the centre of the top-left pixel.
+        occluded: ``(N, T)`` bool.
+
+    Returns:
+        The new video and occlusion.
+    """
+    video = video.copy()
+    occluded = occluded.copy()
+    t_count, h, w, _ = video.shape
+    longest = max(3, min(h, w) // 4)
+    for t in range(1, t_count):
+        if rng.random() >= 0.5:
+            continue
+        for _ in range(int(rng.integers(1, 4))):
+            ph, pw = rng.integers(2, longest + 1, 2)
+            r0, c0 = int(rng.integers(0, h - ph + 1)), int(rng.integers(0, w - pw + 1))
+            patch = video[t, r0 : r0 + ph, c0 : c0 + pw]
+            patch[...] = np.round(patch.reshape(-1, 3).mean(axis=0)).astype(np.uint8)
+            x, y = tracks[:, t, 0], tracks[:, t, 1]
+            under = (x >= c0 - 0.5) & (x <= c0 + pw - 0.5) & (y >= r0 - 0.5) & (y <= r0 + ph - 0.5)
+            occluded[under, t] = True
+    return video, occluded
+
+
+def augment_clip(clip: Clip, rng: np.random.Generator) -> Clip:
+    """Erased patches, colour jitter, blur, noise and random flips of a
+    :class:`~pips_jax.evaluation.synthetic.Clip` (tracks and occlusion follow)."""
+    video, occluded = erase_patches(clip.video, clip.tracks, clip.occluded, rng)
+    clip = dataclasses.replace(clip, video=video, occluded=occluded)
+    clip = color_jitter(clip, rng, noise_std=0.0)
+    frames = clip.video.astype(np.float32)
+    if rng.random() < 0.5:
+        frames = gaussian_blur(frames, float(rng.uniform(0.1, 2.0)))
+    if rng.random() < 0.5:
+        frames = frames + rng.normal(0.0, rng.uniform(1.0, 4.0), frames.shape).astype(np.float32)
+    clip = dataclasses.replace(clip, video=np.clip(np.rint(frames), 0, 255).astype(np.uint8))
+    return flip_clip(clip, bool(rng.random() < 0.5), bool(rng.random() < 0.5))
+
+
+def flip_clip(clip: Clip, horizontal: bool, vertical: bool) -> Clip:
+    """A :class:`~pips_jax.evaluation.synthetic.Clip` mirrored left-right and/or
+    top-bottom: the video, and the tracks with :func:`flip_tracks` (occlusion is
+    unchanged; the geometry fields are left as they were)."""
+    video = clip.video
+    if horizontal:
+        video = video[:, :, ::-1]
+    if vertical:
+        video = video[:, ::-1]
+    tracks = flip_tracks(clip.tracks, video.shape[1:3], horizontal, vertical)
+    return dataclasses.replace(clip, video=np.ascontiguousarray(video), tracks=tracks)
+
+
+# ------------------------------------------------------------------ loading
+def _worker_init() -> None:
+    # Ctrl-C is handled by the training loop, which then shuts the pool down.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Workers only run NumPy; should anything touch JAX, keep it off the accelerator.
+    os.environ["JAX_PLATFORMS"] = "cpu"
+
+
+class BatchLoader:
+    """Batches ``start, start + 1, ...`` made ahead of time by worker processes.
+
+    With ``workers=0`` batches are made in the calling thread when asked for. With
+    ``workers > 0`` a pool of that many processes (``spawn`` start method, so it is
+    safe beside JAX; a script that trains must guard its entry point with ``if
+    __name__ == "__main__":``) makes the clips of the next ``prefetch`` batches.
+    Use as a context manager, or call :meth:`close`.
+
+    Yields ``(step, batch)`` with ``batch`` as :func:`make_batch`.
+    """
+
+    def __init__(
+        self,
+        spec: ClipSpec,
+        batch_size: int,
+        seed: int,
+        start: int = 0,
+        stop: int | None = None,
+        workers: int = 0,
+        prefetch: int | None = None,
+    ) -> None:
+        self.spec = spec
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.next_step = int(start)
+        self.stop = stop
+        self.prefetch = max(1, prefetch if prefetch is not None else max(2, workers))
+        self._queue: collections.deque[tuple[int, list[Future]]] = collections.deque()
+        self._pool: ProcessPoolExecutor | None = None
+        self._submitted = self.next_step
+        if workers > 0:
+            self._pool = ProcessPoolExecutor(
+                max_workers=workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_worker_init,
+            )
+
+    def _fill(self) -> None:
+        assert self._pool is not None
+        while len(self._queue) < self.prefetch and (
+            self.stop is None or self._submitted < self.stop
+        ):
+            step = self._submitted
+            futures = [
+                self._pool.submit(make_clip, self.spec, self.seed, step, i)
+                for i in range(self.batch_size)
+            ]
+            self._queue.append((step, futures))
+            self._submitted += 1
+
+    def __iter__(self) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+        return self
+
+    def __next__(self) -> tuple[int, dict[str, np.ndarray]]:
+        if self.stop is not None and self.next_step >= self.stop:
+            raise StopIteration
+        step = self.next_step
+        if self._pool is None:
+            batch = make_batch(self.spec, self.seed, step, self.batch_size)
+        else:
+            self._fill()
+            queued, futures = self._queue.popleft()
+            assert queued == step
+            batch = stack([f.result() for f in futures])
+            self._fill()
+        self.next_step += 1
+        return step, batch
+
+    def close(self) -> None:
+        """Cancels the queued work and stops the workers."""
+        for _, futures in self._queue:
+            for f in futures:
+                f.cancel()
+        self._queue.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> BatchLoader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

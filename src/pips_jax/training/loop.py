@@ -1,0 +1,375 @@
+"""The training loop: :func:`train` runs (or resumes) a run in an output folder.
+
+A run folder holds:
+
+* ``config.json``: the :class:`~pips_jax.training.config.TrainConfig`;
+* ``checkpoints/<step>/``: the latest ``keep_checkpoints`` checkpoints (orbax), one
+  every ``checkpoint_every`` steps and one at exit, Ctrl-C included;
+* ``metrics.jsonl``: the log (:mod:`pips_jax.training.log`), ``curves.png`` its plot;
+* ``params.safetensors``: the final parameters in the converted format, for
+  ``pips-jax track --checkpoint`` (:func:`~pips_jax.training.checkpoints.export_params`
+  writes one for any checkpoint).
+
+Batch ``k`` and the update it makes depend only on the config and the state after
+step ``k``, which the checkpoints hold exactly, so a resumed run continues with the
+same data and the same losses as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from pips_jax.checkpoint.store import atomic_write_bytes, save_params
+from pips_jax.errors import InputError, PipsError
+from pips_jax.training.checkpoints import RunCheckpoints, check_model_config, load_init_params
+from pips_jax.training.config import TrainConfig
+from pips_jax.training.data import BatchLoader, ClipSpec
+from pips_jax.training.log import MetricsLog, plot_curves
+from pips_jax.training.trainer import (
+    METRIC_NAMES,
+    TrainState,
+    init_state,
+    make_mesh,
+    make_train_step,
+    replicate,
+    replicated,
+    shard_batch,
+)
+from pips_jax.training.trainer import init_params as initial_params
+
+#: Fields that may change when a run is resumed (they do not change the results).
+RESUMABLE_FIELDS = (
+    "checkpoint_every",
+    "keep_checkpoints",
+    "log_every",
+    "eval_every",
+    "eval_clips",
+    "eval_size",
+    "eval_frames",
+)
+CONFIG_FILE = "config.json"
+LOG_FILE = "metrics.jsonl"
+PLOT_FILE = "curves.png"
+PARAMS_FILE = "params.safetensors"
+PLOT_INTERVAL_S = 60.0
+
+
+def check_output_dir(path: str | os.PathLike) -> Path:
+    """Creates the output folder; :class:`InputError` if it is a file or not writable."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"output directory {out} is a file; expected a folder (or a new path)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"output directory {out} cannot be created: {e.strerror or e}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise InputError(f"output directory {out} is not writable")
+    return out
+
+
+def default_workers() -> int:
+    """Data worker processes: one per CPU core but one, at most 8."""
+    return max(0, min(8, (os.cpu_count() or 1) - 1))
+
+
+def _resume_config(stored: TrainConfig, given: TrainConfig | None, where: Path) -> TrainConfig:
+    if given is None:
+        return stored
+    diffs = [d for d in stored.differences(given) if d not in RESUMABLE_FIELDS]
+    if any(d.startswith("model.") for d in diffs):
+        check_model_config(stored.model, given.model, f"resume: the checkpoint in {where}")
+    if diffs:
+        old, new = stored.to_dict(), given.to_dict()
+        changes = ", ".join(f"{d}: {old[d]} -> {new[d]}" for d in diffs)
+        raise InputError(
+            f"resume: the run in {where} was started with other settings ({changes}); "
+            f"only {', '.join(RESUMABLE_FIELDS)} may change (start a new run with init={where} to train further)"
+        )
+    return given
+
+
+class _DeferredInterrupt:
+    """Turns the first Ctrl-C into a flag checked between steps (the second one stops
+    at once), so the state is never caught half-updated. Main thread only."""
+
+    def __init__(self) -> None:
+        self.raised = False
+        self._previous: Any = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.raised:
+            raise KeyboardInterrupt
+        self.raised = True
+        print(
+            "\npips-jax train: interrupted; saving a checkpoint after this step (Ctrl-C again to stop now)",
+            file=sys.stderr,
+        )
+
+    def __enter__(self) -> _DeferredInterrupt:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+
+def _mean_record(pending: list[dict[str, Any]]) -> dict[str, float]:
+    """Means over steps of the fetched metrics (NaN-aware for the errors)."""
+    values = jax.device_get(pending)
+    out = {}
+    for name in METRIC_NAMES:
+        column = np.array([float(v[name]) for v in values])
+        finite = column[np.isfinite(column)]
+        out[name] = float(finite.mean()) if finite.size else float("nan")
+    return out
+
+
+def _usable(state: TrainState) -> bool:
+    return not any(
+        isinstance(x, jax.Array) and x.is_deleted() for x in jax.tree_util.tree_leaves(state)
+    )
+
+
+def train(
+    config: TrainConfig | None = None,
+    out_dir: str | os.PathLike = "pips_train",
+    resume: bool = False,
+    init: str | os.PathLike | None = None,
+    progress: bool = True,
+    workers: int | None = None,
+    until_step: int | None = None,
+    on_step: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Trains PIPs on synthetic clips; see the module docstring for what is written.
+
+    Args:
+        config: the run's settings (default: ``TrainConfig()``, the original recipe;
+            with ``resume``, default: the stored ones).
+        out_dir: the run folder.
+        resume: continue the run in ``out_dir`` from its latest checkpoint (a folder
+            without checkpoints starts a new run). Only
+            :data:`RESUMABLE_FIELDS` of ``config`` may differ from the stored config.
+        init: start a new run from these parameters (not the optimizer state): a
+            converted ``.safetensors`` file, an original ``.pth`` or a run folder.
+        progress: show a progress bar (tqdm, stderr).
+        workers: data worker processes (default :func:`default_workers`; 0 makes
+            the clips in this thread). The results do not depend on it.
+        until_step: stop (with a checkpoint) after this many steps instead of
+            ``num_steps``; the schedule still spans ``num_steps``, and ``resume``
+            continues from there.
+        on_step: called with the number of completed steps after every step.
+
+    Returns:
+        A summary: ``step``, ``num_steps``, ``loss`` (last logged), ``last_record``,
+        ``eval`` (last held-out record or None), ``checkpoint_step``, ``out_dir``,
+        ``log``, ``plot``, ``params`` (exported file or None), ``elapsed`` and
+        ``steps_per_s``.
+
+    Raises:
+        InputError: before any compute, for a bad config, output folder, ``init`` of
+            another model size, a run that already exists without ``resume``, or a
+            resume with changed settings. KeyboardInterrupt: after saving a checkpoint.
+    """
+    t_call = time.perf_counter()
+    out = check_output_dir(out_dir)
+    found = RunCheckpoints(out, read_only=True)
+    try:
+        latest = found.latest_step()
+        stored = found.config(latest) if latest is not None else None
+        elapsed_before = (
+            float(found.meta(latest).get("elapsed", 0.0)) if latest is not None else 0.0
+        )
+    finally:
+        found.close()
+    if latest is not None and not resume:
+        raise InputError(
+            f"output directory {out} already holds a training run (checkpoint at step {latest}); "
+            "resume it (--resume) or choose another folder"
+        )
+    if latest is not None and init is not None:
+        raise InputError(
+            f"init applies to a new run; {out} holds a run to resume (checkpoint at step {latest})"
+        )
+    if stored is not None:
+        cfg = _resume_config(stored, config, out)
+    else:
+        cfg = config if config is not None else TrainConfig()
+        if resume:
+            print(f"pips-jax train: no checkpoint in {out}, starting a new run", file=sys.stderr)
+    if not isinstance(cfg, TrainConfig):
+        raise InputError(f"config: expected a TrainConfig, found {type(cfg).__name__}")
+    devices = jax.devices()
+    cfg.validate(len(devices))
+    stop = cfg.num_steps if until_step is None else int(until_step)
+    if not 1 <= stop <= cfg.num_steps:
+        raise InputError(f"until_step: expected 1..{cfg.num_steps}, found {until_step}")
+    workers = default_workers() if workers is None else int(workers)
+    if workers < 0:
+        raise InputError(f"workers: expected >= 0 processes, found {workers}")
+    init_params = None
+    if init is not None:
+        init_params, source = load_init_params(init, cfg.model)
+        print(f"pips-jax train: starting from {source}", file=sys.stderr)
+
+    # Everything is checked; from here on, compute.
+    mesh = make_mesh(devices)
+    step_fn = make_train_step(cfg, mesh)
+    checkpoints = RunCheckpoints(out, keep=cfg.keep_checkpoints)
+    try:
+        atomic_write_bytes(out / CONFIG_FILE, json.dumps(cfg.to_dict(), indent=2).encode())
+        if latest is not None:
+            state, _ = checkpoints.restore(cfg, latest, replicated(mesh))
+        else:
+            if init_params is None:
+                init_params = initial_params(cfg.model, cfg.seed)
+            state = replicate(jax.jit(functools.partial(init_state, cfg))(init_params), mesh)
+        start = int(jax.device_get(state.step))
+        log = MetricsLog(out / LOG_FILE, keep_until=start if latest is not None else None)
+        heldout = None
+        if cfg.eval_every:
+            from pips_jax.training.heldout import HeldOutSet
+
+            heldout = HeldOutSet(cfg)
+    except BaseException:
+        checkpoints.close()
+        raise
+    key = jax.random.key(cfg.seed)
+    loader = BatchLoader(
+        ClipSpec.from_config(cfg), cfg.batch_size, cfg.seed, start, max(stop, start), workers
+    )
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(
+        total=cfg.num_steps, initial=start, disable=not progress, unit="step", desc="train",
+        dynamic_ncols=True,
+    )  # fmt: skip
+    summary: dict[str, Any] = {
+        "out_dir": str(out), "num_steps": cfg.num_steps, "loss": None, "last_record": None,
+        "eval": None, "params": None, "plot": None, "log": str(out / LOG_FILE),
+    }  # fmt: skip
+    pending: list[dict[str, Any]] = []
+    t_loop = time.perf_counter()
+    mark = (start, t_loop)
+    saved = latest
+    done = start
+
+    def elapsed() -> float:
+        return elapsed_before + time.perf_counter() - t_call
+
+    def write_record() -> None:
+        nonlocal pending, mark
+        now = time.perf_counter()
+        record = {"type": "train", "step": done, **_mean_record(pending)}
+        record["steps_per_s"] = (done - mark[0]) / max(now - mark[1], 1e-9)
+        record["elapsed"] = elapsed()
+        log.write(record)
+        summary["loss"], summary["last_record"] = record["loss"], record
+        bar.set_postfix(loss=f"{record['loss']:.3f}", steps_s=f"{record['steps_per_s']:.2f}")
+        pending, mark = [], (done, now)
+
+    def save() -> None:
+        nonlocal saved
+        checkpoints.save(
+            state,
+            {
+                "config": cfg.to_dict(),
+                "data": {"seed": cfg.seed, "next_batch": done},
+                "elapsed": elapsed(),
+            },
+        )
+        saved = done
+
+    last_plot = [-math.inf]
+
+    def plot(force: bool = False) -> None:
+        # Drawing takes about a second: at most once a minute, and at exit.
+        if not force and time.perf_counter() - last_plot[0] < PLOT_INTERVAL_S:
+            return
+        last_plot[0] = time.perf_counter()
+        try:
+            summary["plot"] = str(plot_curves(log.records(), out / PLOT_FILE) or "") or None
+        except Exception as e:  # a plot must never stop training
+            print(f"pips-jax train: plotting failed: {e}", file=sys.stderr)
+
+    try:
+        with _DeferredInterrupt() as interrupt:
+            for step, host_batch in loader:
+                if interrupt.raised:
+                    raise KeyboardInterrupt
+                batch = shard_batch(host_batch, mesh)
+                state, metrics = step_fn(state, batch, jax.random.fold_in(key, step))
+                done = step + 1
+                pending.append(metrics)
+                bar.update(1)
+                if done % cfg.log_every == 0 or done == stop:
+                    write_record()
+                if done % cfg.checkpoint_every == 0 or done == stop:
+                    save()
+                    plot()
+                if heldout is not None and (done % cfg.eval_every == 0 or done == cfg.num_steps):
+                    try:
+                        scores = heldout.evaluate(state.params)
+                    except PipsError as e:
+                        scores = {"error": str(e)}
+                    log.write({"type": "eval", "step": done, **scores})
+                    summary["eval"] = {"step": done, **scores}
+                if on_step is not None:
+                    on_step(done)
+                if interrupt.raised:
+                    raise KeyboardInterrupt
+    except BaseException:
+        # Ctrl-C, or an error outside the step (data, evaluation, a hook): keep what the
+        # completed steps learned. (A state an interrupted step consumed is not saved.)
+        if _usable(state):
+            try:
+                if pending:
+                    write_record()
+                if saved != done:
+                    save()
+                    print(
+                        f"pips-jax train: saved a checkpoint at step {done} in {out}",
+                        file=sys.stderr,
+                    )
+            except Exception as e:
+                print(f"pips-jax train: could not save a checkpoint at exit: {e}", file=sys.stderr)
+        raise
+    finally:
+        loader.close()
+        bar.close()
+        checkpoints.wait()
+        checkpoints.close()
+        plot(force=True)
+    if done == cfg.num_steps:
+        summary["params"] = str(
+            save_params(
+                out / PARAMS_FILE,
+                jax.device_get(state.params),
+                cfg.model,
+                metadata={"source": f"pips-jax train run {out.absolute()}, step {done}"},
+            )
+        )
+    summary.update(
+        step=done,
+        checkpoint_step=saved,
+        elapsed=elapsed(),
+        steps_per_s=(done - start) / max(time.perf_counter() - t_loop, 1e-9),
+    )
+    return summary
