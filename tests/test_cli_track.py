@@ -129,6 +129,7 @@ def test_output_dir_is_a_file(files, tmp_path, capsys):
 def test_no_weights_says_how_to_get_them(files, tmp_path, monkeypatch, capsys):
     _, _, video = files
     monkeypatch.setenv("PIPS_JAX_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr("pips_jax.weights.ASSETS", tmp_path / "no-shipped-weights")
     assert main(["track", str(video), "--out", str(tmp_path / "o"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "pips-jax download" in err and "--checkpoint" in err
@@ -159,5 +160,7 @@ def test_demo_runs_offline_and_reports_accuracy(files, tmp_path, capsys):
 
 def test_demo_without_weights_says_how_to_get_them(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PIPS_JAX_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr("pips_jax.weights.ASSETS", tmp_path / "no-shipped-weights")
     assert main(["demo", "--out", str(tmp_path / "d"), "--quiet"]) == 2
     assert "pips-jax download" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()  # nothing written when nothing can run

@@ -105,7 +105,6 @@ def cmd_track(args: argparse.Namespace) -> int:
     from pips_jax.weights import load_weights
 
     t0 = time.perf_counter()
-    out_dir = _output_dir(args.out)
     source = open_video(args.video)
     queries = None
     if args.points:
@@ -113,6 +112,7 @@ def cmd_track(args: argparse.Namespace) -> int:
         if args.query_frame is not None:
             raise InputError("--query-frame applies to --grid; a points file gives t per point")
     weights = load_weights(args.checkpoint)
+    out_dir = _output_dir(args.out)
     print(f"weights: {weights.description}", file=sys.stderr)
     tracker = Tracker(
         weights.params,
@@ -160,8 +160,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from pips_jax.demo import run_demo
     from pips_jax.weights import load_weights
 
-    out_dir = _output_dir(args.out)
     weights = load_weights(args.checkpoint)
+    out_dir = _output_dir(args.out)
     print(f"weights: {weights.description}", file=sys.stderr)
     s = run_demo(
         out_dir, weights, viz_format=args.viz_format, iters=args.iters, progress=not args.quiet

@@ -1,22 +1,76 @@
-"""Choosing the weights a command runs with."""
+"""Choosing the weights a command runs with.
+
+In order of preference: an explicit ``checkpoint``; the released PIPs reference
+weights converted into the cache by ``pips-jax download``; the weights this project
+trained itself on synthetic clips and ships inside the package
+(:data:`SHIPPED_NAME`, see ``src/pips_jax/assets/README.md`` for how they were made
+and what they reach).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
+from typing import Any
 
 from pips_jax.config import ModelConfig
 from pips_jax.errors import CheckpointError
 from pips_jax.model.pips import Params
 
+SHIPPED_NAME = "pips-jax-small-synthetic"
+ASSETS = Path(__file__).resolve().parent / "assets"
+
 
 @dataclasses.dataclass
 class Weights:
-    """Parameters with their config and a one-line description of where they came from."""
+    """Parameters with their config and a one-line description of where they came from.
+
+    Attributes:
+        params: the parameter tree of ``Pips(config)``.
+        config: the model configuration the parameters belong to.
+        description: where they came from, for messages.
+        resolution: ``(H, W)`` the weights were trained or are best used at, or None
+            (then callers use their own default).
+    """
 
     params: Params
     config: ModelConfig
     description: str
+    resolution: tuple[int, int] | None = None
+
+
+def shipped_path() -> Path:
+    """The weights file shipped inside the package (it may be absent in a checkout)."""
+    return ASSETS / f"{SHIPPED_NAME}.safetensors"
+
+
+def shipped_card() -> dict[str, Any]:
+    """The shipped weights' card (training command, data seed, evaluation), or {}."""
+    card = ASSETS / f"{SHIPPED_NAME}.json"
+    if not card.is_file():
+        return {}
+    return json.loads(card.read_text())
+
+
+def load_shipped() -> Weights | None:
+    """The shipped weights, or None when the package has none."""
+    from pips_jax.checkpoint.store import load_params
+
+    path = shipped_path()
+    if not path.is_file():
+        return None
+    params, config, meta = load_params(path)
+    card = shipped_card()
+    res = card.get("resolution") or meta.get("resolution")
+    if isinstance(res, str):
+        res = [int(v) for v in res.split("x")]
+    return Weights(
+        params,
+        config,
+        f"pips-jax's own weights '{SHIPPED_NAME}' (trained on synthetic clips; {path})",
+        tuple(res) if res else None,
+    )
 
 
 def load_weights(
@@ -25,7 +79,9 @@ def load_weights(
     """Loads ``checkpoint`` (an original ``.pth`` or a converted ``.safetensors``), or the default.
 
     Without ``checkpoint`` the converted released weights in the cache are used
-    (:func:`pips_jax.checkpoint.hub.reference_path`).
+    (:func:`pips_jax.checkpoint.hub.reference_path`); if they are not there, the
+    weights shipped with the package (:func:`shipped_path`), and the description says
+    so and how to get the released ones.
 
     Raises:
         CheckpointError: no weights were found, with the commands that get them.
@@ -50,6 +106,13 @@ def load_weights(
     if cached.is_file():
         params, stored, _ = load_params(cached)
         return Weights(params, stored, f"released PIPs reference weights ({cached})")
+    shipped = load_shipped()
+    if shipped is not None:
+        shipped.description = (
+            f"{shipped.description}; the released PIPs weights are not in the cache "
+            f"({cached}): `pips-jax download` fetches them"
+        )
+        return shipped
     raise CheckpointError(
         f"no weights found: the released weights are not in the cache ({cached}); {hub.HOW_TO_GET_WEIGHTS}"
     )

@@ -1,0 +1,83 @@
+"""Which weights a command runs with: explicit, released (cached), or shipped."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+from small_model import SMALL
+
+from pips_jax import Pips
+from pips_jax.checkpoint.store import save_params
+from pips_jax.cli import main
+from pips_jax.errors import CheckpointError
+from pips_jax.weights import SHIPPED_NAME, load_shipped, load_weights, shipped_path
+
+
+@pytest.fixture
+def empty_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIPS_JAX_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def assets(tmp_path, monkeypatch):
+    """A stand-in for the package's assets folder holding small shipped weights."""
+    folder = tmp_path / "assets"
+    folder.mkdir()
+    monkeypatch.setattr("pips_jax.weights.ASSETS", folder)
+    params = Pips(SMALL).init(jax.random.key(3))
+    save_params(folder / f"{SHIPPED_NAME}.safetensors", params, SMALL)
+    (folder / f"{SHIPPED_NAME}.json").write_text(json.dumps({"resolution": [64, 96]}))
+    return folder, params
+
+
+def test_nothing_available_says_how_to_get_weights(empty_cache, tmp_path, monkeypatch):
+    monkeypatch.setattr("pips_jax.weights.ASSETS", tmp_path / "none")
+    assert load_shipped() is None
+    with pytest.raises(CheckpointError, match="pips-jax download"):
+        load_weights()
+
+
+def test_shipped_weights_are_the_fallback_and_say_so(empty_cache, assets):
+    _, params = assets
+    w = load_weights()
+    assert w.config == SMALL and w.resolution == (64, 96)
+    assert SHIPPED_NAME in w.description and "pips-jax download" in w.description
+    np.testing.assert_array_equal(
+        w.params["vis_predictor"]["kernel"], np.asarray(params["vis_predictor"]["kernel"])
+    )
+
+
+def test_released_weights_in_the_cache_come_first(empty_cache, assets):
+    from pips_jax.checkpoint.hub import reference_path
+
+    released = Pips(SMALL).init(jax.random.key(9))
+    empty_cache.mkdir(parents=True)
+    save_params(reference_path(), released, SMALL)
+    w = load_weights()
+    assert "released PIPs reference weights" in w.description
+    np.testing.assert_array_equal(
+        w.params["vis_predictor"]["kernel"], np.asarray(released["vis_predictor"]["kernel"])
+    )
+
+
+def test_explicit_checkpoint_wins(empty_cache, assets, tmp_path):
+    other = save_params(tmp_path / "other.safetensors", Pips(SMALL).init(jax.random.key(5)), SMALL)
+    assert load_weights(other).description == str(other)
+
+
+def test_demo_runs_on_shipped_weights_and_names_them(empty_cache, assets, tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--iters", "1", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert f"weights: pips-jax's own weights '{SHIPPED_NAME}'" in captured.err
+    assert "released PIPs weights are not in the cache" in captured.err
+    assert (out / "demo_tracks.npz").is_file()
+
+
+@pytest.mark.skipif(not shipped_path().is_file(), reason="this checkout ships no weights")
+def test_the_shipped_weights_load_and_fit_the_size_limit():
+    w = load_shipped()
+    assert shipped_path().stat().st_size <= 25 * 2**20
+    assert Pips(w.config).param_shapes().keys() == w.params.keys()
