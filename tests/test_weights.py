@@ -5,13 +5,13 @@ import json
 import jax
 import numpy as np
 import pytest
-from small_model import SMALL
 
 from pips_jax import Pips
 from pips_jax.checkpoint.store import save_params
 from pips_jax.cli import main
 from pips_jax.errors import CheckpointError
 from pips_jax.weights import SHIPPED_NAME, load_shipped, load_weights, shipped_path
+from small_model import SMALL
 
 
 @pytest.fixture
