@@ -1,6 +1,7 @@
 """Runs the pips-jax benchmark suite and writes JSON + a Markdown table.
 
-    python benchmarks/run.py --config all --out benchmarks/results/cpu
+    python benchmarks/run.py --config all --json benchmarks/results/cpu.json \
+        --table benchmarks/results/cpu.md
 
 Equivalent to `pips-jax benchmark`; kept as a script so the suite can be run from a
 checkout. Each configuration runs in its own process (clean peak-memory numbers).
