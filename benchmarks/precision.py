@@ -22,10 +22,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from reference import load_case, reference_state_dict  # noqa: E402
-
 from pips_jax import ModelConfig, Pips  # noqa: E402
 from pips_jax.checkpoint.convert import convert_state_dict  # noqa: E402
+from reference import load_case, reference_state_dict  # noqa: E402
 
 
 def main() -> None:
@@ -41,7 +40,9 @@ def main() -> None:
         coords = {}
         for dtype in ("float32", "bfloat16"):
             model = Pips(config, compute_dtype=dtype)
-            out = jax.jit(model.forward, static_argnames="iters")(params, frames, xys, iters=int(case["iters"]))
+            out = jax.jit(model.forward, static_argnames="iters")(
+                params, frames, xys, iters=int(case["iters"])
+            )
             coords[dtype] = np.asarray(out.coords[-1, 0])
         vs32 = np.linalg.norm(coords["bfloat16"] - coords["float32"], axis=-1)
         vsref = np.linalg.norm(coords["bfloat16"] - case["coords"][-1], axis=-1)
@@ -52,7 +53,9 @@ def main() -> None:
                 "bf16_vs_f32_mean_px": float(vs32.mean()),
                 "bf16_vs_original_max_px": float(vsref.max()),
                 "bf16_vs_original_mean_px": float(vsref.mean()),
-                "f32_vs_original_max_px": float(np.abs(coords["float32"] - case["coords"][-1]).max()),
+                "f32_vs_original_max_px": float(
+                    np.abs(coords["float32"] - case["coords"][-1]).max()
+                ),
             }
         )
     for r in rows:

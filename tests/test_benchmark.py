@@ -58,7 +58,9 @@ def test_flops_agree_with_xla_cost_analysis():
     # ... and the analytic count scales with the points as XLA's does.
     xys4 = jax.ShapeDtypeStruct((1, 256, 2), jnp.float32)
     step4 = _xla_flops(model.forward_features, params, fmaps, xys4, iters=1)
-    assert step4 - step == pytest.approx(iteration_flops(cfg, 256) - iteration_flops(cfg, 64), rel=0.1)
+    assert step4 - step == pytest.approx(
+        iteration_flops(cfg, 256) - iteration_flops(cfg, 64), rel=0.1
+    )
 
 
 def test_reference_forward_is_about_a_teraflop():

@@ -127,3 +127,24 @@ def test_small_config_round_trip(tmp_path):
     loaded, config, _ = load_params(path)
     assert config == cfg
     assert jax.tree_util.tree_structure(loaded) == jax.tree_util.tree_structure(params)
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    """Atomic writes go through an owner-only temporary file; the result must still be
+    readable like any file the user writes (0o666 less the umask), not 0o600."""
+    import os
+    import stat
+
+    from pips_jax.checkpoint.store import atomic_write_bytes
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "a.bin", b"x")
+        os.umask(0o002)
+        atomic_write_bytes(tmp_path / "b.bin", b"y")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.bin").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "b.bin").stat().st_mode) == 0o664
+    assert (tmp_path / "b.bin").read_bytes() == b"y"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin", "b.bin"]

@@ -61,8 +61,18 @@ def unflatten(flat: Mapping[str, np.ndarray]) -> dict:
     return out
 
 
+def _default_mode() -> int:
+    """The permissions ``open()`` would give a new file (0o666 less the umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Writes ``data`` to ``path`` through a temporary file in the same folder."""
+    """Writes ``data`` to ``path`` through a temporary file in the same folder.
+
+    The file gets the permissions a plain ``open(path, "wb")`` would give it (the
+    temporary file's own are owner-only)."""
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     if folder.exists() and not folder.is_dir():
@@ -74,6 +84,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _default_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -41,7 +41,6 @@ import functools
 import math
 import os
 import pickle
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -1198,20 +1197,8 @@ def write_tapvid_pickle(
 ) -> str:
     """Writes :func:`to_tapvid` ``(clips)`` as a pickle, atomically (temp file, then
     ``os.replace``); returns the path written."""
-    data = to_tapvid(clips)
+    from pips_jax.checkpoint.store import atomic_write_bytes
+
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pkl", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            pickle.dump(data, fh, protocol=pickle.HIGHEST_PROTOCOL)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic_write_bytes(path, pickle.dumps(to_tapvid(clips), protocol=pickle.HIGHEST_PROTOCOL))
     return path
