@@ -10,7 +10,13 @@ from pips_jax import Pips
 from pips_jax.checkpoint.store import save_params
 from pips_jax.cli import main
 from pips_jax.errors import CheckpointError
-from pips_jax.weights import SHIPPED_NAME, load_shipped, load_weights, shipped_path
+from pips_jax.weights import (
+    SHIPPED_NAME,
+    load_shipped,
+    load_weights,
+    shipped_card,
+    shipped_path,
+)
 from small_model import SMALL
 
 
@@ -76,8 +82,27 @@ def test_demo_runs_on_shipped_weights_and_names_them(empty_cache, assets, tmp_pa
     assert (out / "demo_tracks.npz").is_file()
 
 
-@pytest.mark.skipif(not shipped_path().is_file(), reason="this checkout ships no weights")
 def test_the_shipped_weights_load_and_fit_the_size_limit():
     w = load_shipped()
+    assert w is not None, f"the package must ship {shipped_path()}"
     assert shipped_path().stat().st_size <= 25 * 2**20
     assert Pips(w.config).param_shapes().keys() == w.params.keys()
+    card = shipped_card()
+    for key in ("training_command", "data_seed", "config", "evaluation"):
+        assert key in card, f"the shipped weights' card lacks {key!r}"
+
+
+def test_the_shipped_weights_track_better_than_standing_still(tmp_path):
+    """Trained weights follow the demo clip's known motion: on visible points their
+    median error is well below, and their share within 4 px well above, those of points
+    that never leave their query position (the zero-motion baseline)."""
+    from pips_jax.demo import DEMO_CLIP, DEMO_SEED, run_demo
+    from pips_jax.evaluation.synthetic import generate_clip
+
+    clip = generate_clip(DEMO_CLIP, DEMO_SEED)
+    visible = ~clip.occluded
+    query_xy = clip.query_points[:, None, [2, 1]]  # (t, y, x) -> (x, y), kept on every frame
+    still = np.linalg.norm(clip.tracks - query_xy, axis=-1)[visible]
+    summary = run_demo(tmp_path, load_shipped(), iters=6)
+    assert summary["median_error_px"] < 0.6 * np.median(still)
+    assert summary["within_4px"] > 2 * np.mean(still < 4)
