@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -80,26 +79,10 @@ def cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
-def _output_dir(path: str):
-    from pathlib import Path
-
-    from pips_jax.errors import InputError
-
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"output directory {out} is a file; expected a folder (or a new path)")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise InputError(f"output directory {out} cannot be created: {e.strerror or e}") from None
-    if not os.access(out, os.W_OK):
-        raise InputError(f"output directory {out} is not writable")
-    return out
-
-
 def cmd_track(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from pips_jax.checkpoint.store import make_output_dir
     from pips_jax.errors import InputError
     from pips_jax.tracker import Tracker, load_points_csv, open_video, save_csv, save_npz
     from pips_jax.weights import load_weights
@@ -112,7 +95,7 @@ def cmd_track(args: argparse.Namespace) -> int:
         if args.query_frame is not None:
             raise InputError("--query-frame applies to --grid; a points file gives t per point")
     weights = load_weights(args.checkpoint)
-    out_dir = _output_dir(args.out)
+    out_dir = make_output_dir(args.out)
     print(f"weights: {weights.description}", file=sys.stderr)
     tracker = Tracker(
         weights.params,
@@ -157,11 +140,12 @@ def cmd_track(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from pips_jax.checkpoint.store import make_output_dir
     from pips_jax.demo import run_demo
     from pips_jax.weights import load_weights
 
     weights = load_weights(args.checkpoint)
-    out_dir = _output_dir(args.out)
+    out_dir = make_output_dir(args.out)
     print(f"weights: {weights.description}", file=sys.stderr)
     s = run_demo(
         out_dir, weights, viz_format=args.viz_format, iters=args.iters, progress=not args.quiet

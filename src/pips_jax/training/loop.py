@@ -32,7 +32,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from pips_jax.checkpoint.store import atomic_write_bytes, save_params
+from pips_jax.checkpoint.store import atomic_write_bytes, make_output_dir, save_params
 from pips_jax.errors import InputError, PipsError
 from pips_jax.training.checkpoints import RunCheckpoints, check_model_config, load_init_params
 from pips_jax.training.config import TrainConfig
@@ -65,20 +65,6 @@ LOG_FILE = "metrics.jsonl"
 PLOT_FILE = "curves.png"
 PARAMS_FILE = "params.safetensors"
 PLOT_INTERVAL_S = 60.0
-
-
-def check_output_dir(path: str | os.PathLike) -> Path:
-    """Creates the output folder; :class:`InputError` if it is a file or not writable."""
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"output directory {out} is a file; expected a folder (or a new path)")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise InputError(f"output directory {out} cannot be created: {e.strerror or e}") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise InputError(f"output directory {out} is not writable")
-    return out
 
 
 def default_workers() -> int:
@@ -188,7 +174,7 @@ def train(
             resume with changed settings. KeyboardInterrupt: after saving a checkpoint.
     """
     t_call = time.perf_counter()
-    out = check_output_dir(out_dir)
+    out = make_output_dir(out_dir)
     found = RunCheckpoints(out, read_only=True)
     try:
         latest = found.latest_step()
