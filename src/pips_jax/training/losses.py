@@ -155,13 +155,19 @@ def score_maps(pyramid: list[Array], ffeats: Array) -> Array:
         upsampled to ``H' x W'`` with align-corners bilinear interpolation (the
         original's ``fcp``).
     """
-    size = pyramid[0].shape[2:4]
-    c = ffeats.shape[-1]
+    return jnp.moveaxis(_summed_maps(pyramid, ffeats, pyramid[0].shape[2:4]), -1, 2)
+
+
+def _summed_maps(levels: list[Array], feats: Array, size: tuple[int, int]) -> Array:
+    """``(..., H', W', N)``: per level ``<fmap, feature> / sqrt(C)`` of levels
+    ``(..., H_l, W_l, C)`` and features ``(..., N, C)``, upsampled to ``size`` with
+    align-corners bilinear interpolation and summed over levels."""
+    c = feats.shape[-1]
     total = 0.0
-    for fmap in pyramid:
-        vol = jnp.einsum("bshwc,bsnc->bshwn", fmap, ffeats) / jnp.sqrt(jnp.float32(c))
+    for fmap in levels:
+        vol = jnp.einsum("...hwc,...nc->...hwn", fmap, feats) / jnp.sqrt(jnp.float32(c))
         total = total + resize_bilinear_align_corners(vol, size)
-    return jnp.moveaxis(total, -1, 2)
+    return total
 
 
 def score_map_loss(maps: Array, trajs_gt: Array, vis: Array, valids: Array, stride: int) -> Array:
@@ -233,11 +239,7 @@ def score_map_terms(
     @jax.checkpoint
     def frame(args: tuple[list[Array], Array, Array, Array]) -> tuple[Array, Array]:
         levels, feats, target, sel = args  # (B, H_l, W_l, C) each, (B, N, C), (B, N), (B, N)
-        maps = 0.0
-        for fmap in levels:
-            vol = jnp.einsum("bhwc,bnc->bhwn", fmap, feats) / jnp.sqrt(jnp.float32(c))
-            maps = maps + resize_bilinear_align_corners(vol, (h, w))
-        maps = maps.reshape(b, h * w, n)
+        maps = _summed_maps(levels, feats, (h, w)).reshape(b, h * w, n)
         hot = jnp.arange(h * w)[None, :, None] == target[:, None, :]  # B, H'W', N
         at_target = jnp.sum(jnp.where(hot, maps, 0.0), axis=1)  # B, N
         pos = logistic_loss(at_target, 1.0)
