@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -61,13 +61,6 @@ def unflatten(flat: Mapping[str, np.ndarray]) -> dict:
     return out
 
 
-def _default_mode() -> int:
-    """The permissions ``open()`` would give a new file (0o666 less the umask)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 def make_output_dir(path: str | os.PathLike) -> Path:
     """Creates the output folder ``path`` (and its parents) and returns it.
 
@@ -89,20 +82,21 @@ def make_output_dir(path: str | os.PathLike) -> Path:
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Writes ``data`` to ``path`` through a temporary file in the same folder.
 
-    The file gets the permissions a plain ``open(path, "wb")`` would give it (the
-    temporary file's own are owner-only)."""
+    The temporary file is created with mode 0o666 less the umask, the permissions a
+    plain ``open(path, "wb")`` gives (``mkstemp``'s would be owner-only, and reading
+    the umask means setting it, which races with other threads' file creation)."""
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     if folder.exists() and not folder.is_dir():
         raise InputError(f"cannot write {path}: {folder} is a file, expected a folder")
     folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = folder / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, _default_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
