@@ -311,3 +311,24 @@ def test_export_params_runs_in_the_tracker(cli_run, tmp_path):
     video = make_batch(ClipSpec(32, 32, 10, 4), 0, 0, 1)["frames"][0]
     result = Tracker(params, config, resolution=(32, 32), iters=1).track(video, grid_size=2)
     assert result.tracks.shape == (4, 10, 2) and np.all(np.isfinite(result.tracks))
+
+
+def test_checkpoint_option_reads_a_run_folder(cli_run, tmp_path, capsys):
+    """`--checkpoint RUN` scores exactly what the run's exported parameters score."""
+    from pips_jax.weights import load_weights
+
+    weights = load_weights(cli_run)
+    assert weights.config == SMALL and weights.description.endswith("(pips-jax train run, step 2)")
+    scores = []
+    for checkpoint in (cli_run, cli_run / "params.safetensors"):
+        out = tmp_path / f"{len(scores)}.json"
+        args = ["eval", "--checkpoint", str(checkpoint), "--num-videos", "1", "--iters", "1"]
+        assert main([*args, "--input-resolution", "32x32", "--json", str(out), "--quiet"]) == 0
+        scores.append(json.loads(out.read_text())["scores"]["pips"])
+    assert scores[0] == scores[1] and 0 <= scores[0]["average_jaccard"] <= 1
+    empty = tmp_path / "empty_run"
+    empty.mkdir()
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(empty), "--num-videos", "1", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "expected a training checkpoint, found none" in err and "\n" not in err

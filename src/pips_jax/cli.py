@@ -22,7 +22,10 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
         "--checkpoint",
         default=None,
         metavar="PATH",
-        help=".pth or converted .safetensors (default: cached weights)",
+        help=(
+            "an original .pth, a converted .safetensors or a pips-jax train run folder "
+            "(its latest checkpoint; default: the cached released weights, else the shipped ones)"
+        ),
     )
     p.add_argument(
         "--iters", type=int, default=6, help="refinement iterations per window (default 6)"

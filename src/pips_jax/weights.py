@@ -76,7 +76,11 @@ def load_shipped() -> Weights | None:
 def load_weights(
     checkpoint: str | Path | None = None, config: ModelConfig | None = None
 ) -> Weights:
-    """Loads ``checkpoint`` (an original ``.pth`` or a converted ``.safetensors``), or the default.
+    """Loads ``checkpoint``, or the default weights.
+
+    ``checkpoint`` is an original ``.pth``, a converted ``.safetensors`` or a
+    ``pips-jax train`` run folder (the parameters of its latest checkpoint, also while
+    the run goes on; the run's model config comes with them and ``config`` is unused).
 
     Without ``checkpoint`` the converted released weights in the cache are used
     (:func:`pips_jax.checkpoint.hub.reference_path`); if they are not there, the
@@ -93,6 +97,11 @@ def load_weights(
         path = Path(checkpoint)
         if not path.exists():
             raise CheckpointError(f"checkpoint {path} does not exist; {hub.HOW_TO_GET_WEIGHTS}")
+        if path.is_dir():
+            from pips_jax.training.checkpoints import load_run_params
+
+            params, stored, step = load_run_params(path)
+            return Weights(params, stored, f"{path} (pips-jax train run, step {step})")
         if path.suffix == ".pth":
             from pips_jax.checkpoint.convert import convert_state_dict
             from pips_jax.checkpoint.pth import load_state_dict

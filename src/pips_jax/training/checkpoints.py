@@ -183,6 +183,37 @@ def check_model_config(stored: ModelConfig, wanted: ModelConfig, what: str) -> N
     raise _mismatch_error(what, mismatches)
 
 
+def load_run_params(
+    run_dir: str | os.PathLike,
+    step: int | None = None,
+    check: tuple[ModelConfig, str] | None = None,
+) -> tuple[Params, ModelConfig, int]:
+    """The parameters of one checkpoint of a training run (the optimizer state is dropped).
+
+    Args:
+        run_dir: a training run folder (``run_dir/checkpoints/<step>/``).
+        step: which checkpoint (default: the latest).
+        check: ``(model, what)``: refuse, naming ``what``, a run of another model size
+            before anything is restored.
+
+    Returns:
+        ``(params, model_config, step)`` with the parameters as NumPy arrays.
+
+    Raises:
+        InputError: no checkpoint (of that step) in ``run_dir``, or another model size.
+    """
+    runs = RunCheckpoints(run_dir, read_only=True)
+    try:
+        step = runs.resolve_step(step)
+        cfg = runs.config(step)
+        if check is not None:
+            check_model_config(cfg.model, check[0], f"{check[1]} (step {step})")
+        state, _ = runs.restore(cfg, step)
+    finally:
+        runs.close()
+    return jax.device_get(state.params), cfg.model, step
+
+
 def load_init_params(path: str | os.PathLike, model: ModelConfig) -> tuple[Params, str]:
     """Parameters to start (fine-tune) from, checked against ``model`` before any compute.
 
@@ -201,19 +232,8 @@ def load_init_params(path: str | os.PathLike, model: ModelConfig) -> tuple[Param
     """
     path = Path(path)
     if path.is_dir():
-        runs = RunCheckpoints(path, read_only=True)
-        try:
-            step = runs.latest_step()
-            if step is None:
-                raise InputError(
-                    f"init {path}: expected a training run folder with checkpoints, found none"
-                )
-            stored = runs.config(step)
-            check_model_config(stored.model, model, f"init {path} (step {step})")
-            state, _ = runs.restore(stored, step)
-        finally:
-            runs.close()
-        return jax.device_get(state.params), f"{path} (training run, step {step})"
+        params, stored, step = load_run_params(path, check=(model, f"init {path}"))
+        return params, f"{path} (training run, step {step})"
     if not path.is_file():
         raise InputError(
             f"init {path} does not exist; expected a .safetensors or .pth file or a training run folder"
@@ -251,16 +271,10 @@ def export_params(
     Returns:
         The written path.
     """
-    runs = RunCheckpoints(run_dir, read_only=True)
-    try:
-        step = runs.resolve_step(step)
-        cfg = runs.config(step)
-        state, _ = runs.restore(cfg, step)
-    finally:
-        runs.close()
+    params, model, step = load_run_params(run_dir, step)
     return save_params(
         out_path,
-        jax.device_get(state.params),
-        cfg.model,
+        params,
+        model,
         metadata={"source": f"pips-jax train run {Path(run_dir).absolute()}, step {step}"},
     )
