@@ -1,0 +1,85 @@
+"""tools/ship_weights.py: the card after one more training stage, on a hand-made card."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+TOOL = Path(__file__).resolve().parents[1] / "tools" / "ship_weights.py"
+spec = importlib.util.spec_from_file_location("ship_weights", TOOL)
+ship = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(ship)
+
+KEYS = ship.METRICS
+
+
+def _scores(value):
+    return {k: value for k in KEYS}
+
+
+def _stage(steps, crop, seconds):
+    return {"steps": steps, "training_config": {"crop": crop}, "training_time_s": seconds}
+
+
+CARD = {
+    "name": "tiny",
+    "description": "A model trained on clips, in 2 stages: 700 steps on 128x128 crops. Old.",
+    "steps": 1700,
+    "training_time_s": 300,
+    "stages": [_stage(700, [128, 128], 100), _stage(1000, [256, 256], 200)],
+    "evaluation": {"benchmark": "16 clips", "model": _scores(0.1), "zero_motion": _scores(0.05)},
+    "held_out_curve": {
+        "clips": "4 clips; steps counted over both stages (stage 2 starts at 700)",
+        "points": [{"step": 700, **_scores(0.1)}, {"step": 1700, **_scores(0.2)}],
+    },
+}
+CONFIG = {"num_steps": 500, "seed": 7, "crop": [256, 256]}
+RECORDS = [
+    {"type": "train", "step": 250, "elapsed": 40.0},
+    {
+        "type": "eval",
+        "step": 250,
+        **_scores(0.123456),
+        **{f"zero_motion_{k}": 0.01 for k in KEYS},
+    },
+    {"type": "train", "step": 500, "elapsed": 80.4},
+]
+
+
+def test_next_card_appends_the_stage_and_counts_steps_over_all_stages():
+    new = ship.next_card(CARD, CONFIG, RECORDS, _scores(0.987654), "pips-jax train --seed 7")
+    assert new["steps"] == 2200 and new["training_time_s"] == 100 + 200 + 80
+    assert new["training_command"] == "pips-jax train --seed 7" and new["data_seed"] == 7
+    stage = new["stages"][-1]
+    assert len(new["stages"]) == 3 and stage["training_config"] is CONFIG
+    assert (stage["steps"], stage["data_seed"], stage["training_time_s"]) == (500, 7, 80)
+    assert stage["init"] == "stage 2's weights (the previous tiny.safetensors)"
+    assert new["description"] == (
+        "A model trained on clips, in 3 stages: 700 steps on 128x128 crops, then 1000 steps "
+        "on 256x256 crops fine-tuning the previous stage, then 500 steps on 256x256 crops "
+        "fine-tuning the previous stage. A demonstration that training works and an offline "
+        "default, far from the released model's quality."
+    )
+    assert new["evaluation"]["model"] == _scores(0.9877)
+    assert new["evaluation"]["zero_motion"] == _scores(0.05)
+    curve = new["held_out_curve"]
+    assert curve["clips"] == (
+        "4 clips; steps counted over all stages (stage 2 starts at 700, stage 3 starts at 1700)"
+    )
+    assert [p["step"] for p in curve["points"]] == [700, 1700, 1950]
+    assert curve["points"][-1]["average_jaccard"] == 0.1235
+    assert curve["zero_motion"] == _scores(0.01)
+    assert CARD["stages"][-1]["steps"] == 1000 and len(CARD["stages"]) == 2  # not modified
+
+
+def test_an_unfinished_run_is_refused():
+    with pytest.raises(ValueError, match="expected a finished run of 600 steps, found the log"):
+        ship.next_card(CARD, {**CONFIG, "num_steps": 600}, RECORDS, _scores(0.5), "cmd")
+
+
+def test_the_curve_plot_is_written(tmp_path):
+    new = ship.next_card(CARD, CONFIG, RECORDS, _scores(0.5), "cmd")
+    out = tmp_path / "curve.png"
+    ship.plot_curve(new, out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["curve.png"]

@@ -1,0 +1,211 @@
+"""Ships a training run as the package's own weights (a maintainer's tool; not installed).
+
+    python tools/ship_weights.py --run RUN --eval EVAL.json --command "pips-jax train ..."
+
+1. writes RUN's latest parameters to ``src/pips_jax/assets/<name>.safetensors``;
+2. appends RUN to the card ``<name>.json`` as the next training stage (its command,
+   TrainConfig, data seed, steps, training time, what it started from) and sets the
+   card's top-level fields: description, latest command and data seed, total steps and
+   time, the benchmark scores from EVAL.json (``pips-jax eval --format synthetic --json``
+   on the new weights) and the held-out curve of every stage, steps counted over all
+   stages;
+3. plots that curve into ``docs/small_synthetic_training.png``;
+4. tracks the demo clip with the new weights into ``docs/demo_small_synthetic.gif``
+   (64 colours) and prints the demo's median error.
+
+The READMEs' prose and tables are edited by hand afterwards. Decide whether to ship
+from EVAL.json first: a new version replaces the shipped one only when clearly better.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSETS = ROOT / "src" / "pips_jax" / "assets"
+DOCS = ROOT / "docs"
+METRICS = (
+    "average_jaccard",
+    "average_pts_within_thresh",
+    "occlusion_accuracy",
+    "ate_visible",
+    "ate_occluded",
+    "median_error_visible",
+)
+
+
+def _rounded(row: dict, prefix: str = "") -> dict:
+    return {k: round(row[prefix + k], 4) for k in METRICS}
+
+
+def _stage_phrase(stage: dict) -> str:
+    h, w = stage["training_config"]["crop"]
+    return f"{stage['steps']} steps on {h}x{w} crops"
+
+
+def next_card(card: dict, config: dict, records: list[dict], scores: dict, command: str) -> dict:
+    """The card after one more training stage.
+
+    Args:
+        card: the current card (with ``stages``).
+        config: the new run's ``config.json`` (a TrainConfig as a dict).
+        records: the new run's ``metrics.jsonl`` rows.
+        scores: the new weights' benchmark scores (``report["scores"]["pips"]``).
+        command: the exact ``pips-jax train`` command of the new run.
+    """
+    train = [r for r in records if r["type"] == "train"]
+    evals = [r for r in records if r["type"] == "eval"]
+    if not train or train[-1]["step"] != config["num_steps"]:
+        raise ValueError(
+            f"expected a finished run of {config['num_steps']} steps, found the log ending at "
+            f"step {train[-1]['step'] if train else None}"
+        )
+    offset = card["steps"]
+    stages = [*card["stages"]]
+    stages.append(
+        {
+            "training_command": command,
+            "training_config": config,
+            "data_seed": config["seed"],
+            "steps": config["num_steps"],
+            "training_time_s": round(train[-1]["elapsed"]),
+            "init": f"stage {len(stages)}'s weights (the previous {card['name']}.safetensors)",
+        }
+    )
+    phrases = [_stage_phrase(s) for s in stages]
+    what, found, _ = card["description"].partition(", in ")
+    if not found:
+        raise ValueError(f"expected the card's description to say ', in N stages', found {what!r}")
+    new = dict(card)
+    new["description"] = (
+        f"{what}, in {len(stages)} stages: {phrases[0]}, then "
+        + ", then ".join(f"{p} fine-tuning the previous stage" for p in phrases[1:])
+        + ". A demonstration that training works and an offline default, far from the "
+        "released model's quality."
+    )
+    new["training_command"] = command
+    new["data_seed"] = config["seed"]
+    new["steps"] = offset + config["num_steps"]
+    new["training_time_s"] = sum(s["training_time_s"] for s in stages)
+    new["stages"] = stages
+    new["evaluation"] = {**card["evaluation"], "model": _rounded(scores)}
+    starts, step = [], 0
+    for number, previous in enumerate(stages[:-1], start=2):
+        step += previous["steps"]
+        starts.append(f"stage {number} starts at {step}")
+    curve = dict(card["held_out_curve"])
+    curve["clips"] = (
+        curve["clips"].split(";")[0] + "; steps counted over all stages (" + ", ".join(starts) + ")"
+    )
+    points = [*curve["points"]]
+    for r in evals:
+        points.append(
+            {
+                "step": offset + r["step"],
+                **_rounded(r),
+                "zero_motion_average_pts_within_thresh": round(
+                    r["zero_motion_average_pts_within_thresh"], 4
+                ),
+            }
+        )
+    curve["points"] = points
+    if evals:
+        curve["zero_motion"] = _rounded(evals[-1], "zero_motion_")
+    new["held_out_curve"] = curve
+    return new
+
+
+def plot_curve(card: dict, out: Path) -> None:
+    """The card's held-out curve: delta_avg, median error and OA against total steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = card["held_out_curve"]["points"]
+    zero = card["held_out_curve"].get("zero_motion", {})
+    steps = [p["step"] for p in points]
+    panels = [
+        ("average_pts_within_thresh", 100, "held-out delta_avg"),
+        ("median_error_visible", 1, "held-out median error, visible (px)"),
+        ("occlusion_accuracy", 100, "held-out occlusion accuracy"),
+    ]
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    for ax, (key, scale, title) in zip(axes, panels, strict=True):
+        ax.plot(steps, [scale * p[key] for p in points], "o-", label=card["name"])
+        if key in zero:
+            ax.axhline(scale * zero[key], color="gray", ls="--", label="zero motion / all visible")
+        start = 0
+        for i, stage in enumerate(card["stages"][:-1]):
+            start += stage["steps"]
+            ax.axvline(start, color="k", alpha=0.2, label="stage boundary" if i == 0 else None)
+        ax.set(title=title, xlabel="training step (all stages)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("4 held-out synthetic clips, 24 frames at 256x256", fontsize=10)
+    fig.tight_layout()
+    with tempfile.NamedTemporaryFile(suffix=".png", dir=out.parent, delete=False) as f:
+        fig.savefig(f.name, dpi=80)
+    Path(f.name).replace(out)
+
+
+def demo_gif(weights_path: Path, out: Path) -> dict:
+    """Tracks the demo clip with ``weights_path`` and writes a 64-colour GIF to ``out``."""
+    from PIL import Image, ImageSequence
+
+    from pips_jax.demo import run_demo
+    from pips_jax.weights import load_weights
+
+    with tempfile.TemporaryDirectory() as tmp:
+        summary = run_demo(Path(tmp), load_weights(weights_path), viz_format="gif")
+        im = Image.open(Path(tmp) / "demo_tracks.gif")
+        frames, durations = [], []
+        for frame in ImageSequence.Iterator(im):
+            frames.append(frame.convert("RGB").quantize(64, method=Image.Quantize.MEDIANCUT))
+            durations.append(frame.info.get("duration", 100))
+        part = out.with_suffix(".part.gif")
+        frames[0].save(
+            part, save_all=True, append_images=frames[1:], duration=durations, loop=0, optimize=True
+        )
+        part.replace(out)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--run", type=Path, required=True, help="the finished training run folder")
+    p.add_argument("--eval", type=Path, required=True, help="pips-jax eval --json of its weights")
+    p.add_argument("--command", required=True, help="the exact pips-jax train command of the run")
+    p.add_argument("--name", default="pips-jax-small-synthetic", help="the shipped weights' name")
+    args = p.parse_args(argv)
+
+    from pips_jax.training import export_params
+
+    card_path = ASSETS / f"{args.name}.json"
+    card = next_card(
+        json.loads(card_path.read_text()),
+        json.loads((args.run / "config.json").read_text()),
+        [json.loads(line) for line in (args.run / "metrics.jsonl").read_text().splitlines()],
+        json.loads(args.eval.read_text())["scores"]["pips"],
+        args.command,
+    )
+    weights = export_params(args.run, ASSETS / f"{args.name}.safetensors")
+    part = card_path.with_suffix(".part.json")
+    part.write_text(json.dumps(card, indent=1) + "\n")
+    part.replace(card_path)
+    plot_curve(card, DOCS / "small_synthetic_training.png")
+    summary = demo_gif(weights, DOCS / "demo_small_synthetic.gif")
+    print(json.dumps(card["evaluation"], indent=1))
+    print(
+        f"demo: median error {summary['median_error_px']:.2f} px, "
+        f"{100 * summary['within_4px']:.0f}% within 4 px"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
