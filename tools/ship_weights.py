@@ -25,21 +25,15 @@ import sys
 import tempfile
 from pathlib import Path
 
+from pips_jax.training.heldout import REPORTED
+
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / "src" / "pips_jax" / "assets"
 DOCS = ROOT / "docs"
-METRICS = (
-    "average_jaccard",
-    "average_pts_within_thresh",
-    "occlusion_accuracy",
-    "ate_visible",
-    "ate_occluded",
-    "median_error_visible",
-)
 
 
 def _rounded(row: dict, prefix: str = "") -> dict:
-    return {k: round(row[prefix + k], 4) for k in METRICS}
+    return {k: round(row[prefix + k], 4) for k in REPORTED}
 
 
 def _stage_phrase(stage: dict) -> str:

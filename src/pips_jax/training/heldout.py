@@ -24,7 +24,8 @@ from pips_jax.training.config import TrainConfig
 EVAL_SEED = 1_000_000
 #: Refinement iterations at evaluation (the tracker's default, as in the original demo).
 EVAL_ITERS = 6
-_REPORTED = (
+#: The metrics every evaluation logs (also as ``zero_motion_<name>`` for the baseline).
+REPORTED = (
     "average_jaccard",
     "average_pts_within_thresh",
     "occlusion_accuracy",
@@ -75,6 +76,6 @@ class HeldOutSet:
             input_resolution=tuple(self.cfg.eval_size),
             weights="training",
         )
-        out = {k: report.scores["pips"][k] for k in _REPORTED}
-        out.update({f"zero_motion_{k}": report.scores["zero_motion"][k] for k in _REPORTED})
+        out = {k: report.scores["pips"][k] for k in REPORTED}
+        out.update({f"zero_motion_{k}": report.scores["zero_motion"][k] for k in REPORTED})
         return out
