@@ -89,6 +89,7 @@ def load_weights(
 
     Raises:
         CheckpointError: no weights were found, with the commands that get them.
+        InputError: ``checkpoint`` is a folder without training checkpoints.
     """
     from pips_jax.checkpoint import hub
     from pips_jax.checkpoint.store import load_params
