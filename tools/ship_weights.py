@@ -142,9 +142,10 @@ def plot_curve(card: dict, out: Path) -> None:
         ax.legend(fontsize=8)
     fig.suptitle("4 held-out synthetic clips, 24 frames at 256x256", fontsize=10)
     fig.tight_layout()
-    with tempfile.NamedTemporaryFile(suffix=".png", dir=out.parent, delete=False) as f:
-        fig.savefig(f.name, dpi=80)
-    Path(f.name).replace(out)
+    part = out.with_suffix(".part.png")
+    fig.savefig(part, dpi=80)
+    plt.close(fig)
+    part.replace(out)
 
 
 def demo_gif(weights_path: Path, out: Path) -> dict:
