@@ -20,12 +20,16 @@ from EVAL.json first: a new version replaces the shipped one only when clearly b
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 import tempfile
 from pathlib import Path
 
+from pips_jax.checkpoint.store import atomic_write_bytes
 from pips_jax.training.heldout import REPORTED
+from pips_jax.training.log import read_records
+from pips_jax.weights import SHIPPED_NAME, load_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / "src" / "pips_jax" / "assets"
@@ -142,10 +146,10 @@ def plot_curve(card: dict, out: Path) -> None:
         ax.legend(fontsize=8)
     fig.suptitle("4 held-out synthetic clips, 24 frames at 256x256", fontsize=10)
     fig.tight_layout()
-    part = out.with_suffix(".part.png")
-    fig.savefig(part, dpi=80)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=80)
     plt.close(fig)
-    part.replace(out)
+    atomic_write_bytes(out, png.getvalue())
 
 
 def demo_gif(weights_path: Path, out: Path) -> dict:
@@ -153,20 +157,25 @@ def demo_gif(weights_path: Path, out: Path) -> dict:
     from PIL import Image, ImageSequence
 
     from pips_jax.demo import run_demo
-    from pips_jax.weights import load_weights
 
     with tempfile.TemporaryDirectory() as tmp:
         summary = run_demo(Path(tmp), load_weights(weights_path), viz_format="gif")
-        im = Image.open(Path(tmp) / "demo_tracks.gif")
         frames, durations = [], []
-        for frame in ImageSequence.Iterator(im):
-            frames.append(frame.convert("RGB").quantize(64, method=Image.Quantize.MEDIANCUT))
-            durations.append(frame.info.get("duration", 100))
-        part = out.with_suffix(".part.gif")
-        frames[0].save(
-            part, save_all=True, append_images=frames[1:], duration=durations, loop=0, optimize=True
-        )
-        part.replace(out)
+        with Image.open(Path(tmp) / "demo_tracks.gif") as im:
+            for frame in ImageSequence.Iterator(im):
+                frames.append(frame.convert("RGB").quantize(64, method=Image.Quantize.MEDIANCUT))
+                durations.append(frame.info.get("duration", 100))
+    gif = io.BytesIO()
+    frames[0].save(
+        gif,
+        format="GIF",
+        save_all=True,
+        append_images=frames[1:],
+        duration=durations,
+        loop=0,
+        optimize=True,
+    )
+    atomic_write_bytes(out, gif.getvalue())
     return summary
 
 
@@ -175,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run", type=Path, required=True, help="the finished training run folder")
     p.add_argument("--eval", type=Path, required=True, help="pips-jax eval --json of its weights")
     p.add_argument("--command", required=True, help="the exact pips-jax train command of the run")
-    p.add_argument("--name", default="pips-jax-small-synthetic", help="the shipped weights' name")
+    p.add_argument("--name", default=SHIPPED_NAME, help="the shipped weights' name")
     args = p.parse_args(argv)
 
     from pips_jax.training import export_params
@@ -184,14 +193,12 @@ def main(argv: list[str] | None = None) -> int:
     card = next_card(
         json.loads(card_path.read_text()),
         json.loads((args.run / "config.json").read_text()),
-        [json.loads(line) for line in (args.run / "metrics.jsonl").read_text().splitlines()],
+        read_records(args.run / "metrics.jsonl"),
         json.loads(args.eval.read_text())["scores"]["pips"],
         args.command,
     )
     weights = export_params(args.run, ASSETS / f"{args.name}.safetensors")
-    part = card_path.with_suffix(".part.json")
-    part.write_text(json.dumps(card, indent=1) + "\n")
-    part.replace(card_path)
+    atomic_write_bytes(card_path, (json.dumps(card, indent=1) + "\n").encode())
     plot_curve(card, DOCS / "small_synthetic_training.png")
     summary = demo_gif(weights, DOCS / "demo_small_synthetic.gif")
     print(json.dumps(card["evaluation"], indent=1))
