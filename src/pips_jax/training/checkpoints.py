@@ -232,7 +232,7 @@ def load_init_params(path: str | os.PathLike, model: ModelConfig) -> tuple[Param
     """
     path = Path(path)
     if path.is_dir():
-        params, stored, step = load_run_params(path, check=(model, f"init {path}"))
+        params, _, step = load_run_params(path, check=(model, f"init {path}"))
         return params, f"{path} (training run, step {step})"
     if not path.is_file():
         raise InputError(
