@@ -183,3 +183,28 @@ def test_bad_config_values():
     with pytest.raises(InputError, match="unknown ModelConfig fields"):
         ModelConfig.from_dict({"S": 8, "depth": 3})
     assert ModelConfig.from_json(SMALL.to_json()) == SMALL
+
+
+def test_dense_layers_flatten_leading_axes_with_the_same_products_and_gradients():
+    # The mixer's dense layers reshape (..., K) inputs to 2-D before the product (a
+    # faster kernel gradient on CPU); outputs and gradients are those of x @ W + b.
+    from pips_jax.model.mixer import dense
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(2, 3, 5)).astype(np.float32)
+    g = rng.normal(size=(2, 3, 4)).astype(np.float32)
+    layer = dense(4)
+    params = layer.init(jax.random.key(0), jnp.asarray(x))
+    kernel = np.asarray(params["params"]["kernel"], np.float64)
+    bias = np.asarray(params["params"]["bias"], np.float64)
+    out = np.asarray(layer.apply(params, jnp.asarray(x)))
+    np.testing.assert_allclose(out, x @ kernel + bias, rtol=1e-5, atol=1e-6)
+    grads = jax.grad(lambda p: jnp.sum(layer.apply(p, jnp.asarray(x)) * g))(params)["params"]
+    np.testing.assert_allclose(
+        np.asarray(grads["kernel"]), np.einsum("abk,abf->kf", x, g), rtol=1e-5, atol=1e-5
+    )
+    np.testing.assert_allclose(np.asarray(grads["bias"]), g.sum(axis=(0, 1)), rtol=1e-5)
+    # bfloat16 layers round inputs and weights, accumulate and return float32.
+    low = dense(4, dtype=jnp.bfloat16).apply(params, jnp.asarray(x))
+    assert low.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(low), out, atol=0.1)

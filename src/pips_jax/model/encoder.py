@@ -44,11 +44,6 @@ def conv_f32_accumulate(*args: Any, **kwargs: Any) -> Array:
     return lax.conv_general_dilated(*args, **kwargs, preferred_element_type=jnp.float32)
 
 
-def dot_f32_accumulate(*args: Any, **kwargs: Any) -> Array:
-    """``lax.dot_general`` that accumulates (and returns) float32."""
-    return lax.dot_general(*args, **kwargs, preferred_element_type=jnp.float32)
-
-
 def conv(
     features: int, kernel: int, stride: int = 1, name: str | None = None, dtype: Any = jnp.float32
 ) -> nn.Conv:

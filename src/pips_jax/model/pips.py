@@ -30,7 +30,7 @@ from pips_jax.config import ModelConfig
 from pips_jax.errors import InputError
 from pips_jax.model.correlation import build_pyramid, sample_correlations
 from pips_jax.model.encoder import BasicEncoder
-from pips_jax.model.mixer import MLPMixer, gelu, layer_norm
+from pips_jax.model.mixer import MLPMixer, dense, gelu, layer_norm
 from pips_jax.ops.embedding import sincos_embedding_3d, torch_linspace
 from pips_jax.ops.sampling import sample_clamped
 
@@ -63,8 +63,8 @@ class PipsNet(nn.Module):
         # The original's GroupNorm(1, C) on (rows, C) inputs normalises each row over
         # its C channels with per-channel affine: a LayerNorm.
         self.ffeat_norm = layer_norm("ffeat_norm")
-        self.ffeat_updater = nn.Dense(cfg.latent_dim)
-        self.vis_predictor = nn.Dense(1)
+        self.ffeat_updater = dense(cfg.latent_dim)
+        self.vis_predictor = dense(1)
 
     def encode(self, images: Array) -> Array:
         """``(B, H, W, 3)`` images in [-1, 1] -> ``(B, H/stride, W/stride, C)``."""
