@@ -32,8 +32,13 @@ def _align_corners_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, 
     return i0, i1, lam
 
 
-def _align_corners_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """``(n_out, n_in)`` float32: row ``i`` holds output ``i``'s interpolation weights."""
+def align_corners_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """The align-corners linear resize along one axis as a matrix.
+
+    Returns:
+        ``(n_out, n_in)`` float32; row ``i`` holds output ``i``'s two weights (one
+        where both taps are the same input), so ``m @ v`` resizes a vector ``v``.
+    """
     i0, i1, lam = _align_corners_taps(n_in, n_out)
     m = np.zeros((n_out, n_in), np.float32)
     np.add.at(m, (np.arange(n_out), i0), 1 - lam)
@@ -84,8 +89,8 @@ def _resize_fwd(in_size: tuple[int, int], size: tuple[int, int], x: Array) -> tu
 def _resize_bwd(
     in_size: tuple[int, int], size: tuple[int, int], _: None, grad: Array
 ) -> tuple[Array]:
-    rows = jnp.asarray(_align_corners_matrix(in_size[0], size[0]))  # H_out, H
-    cols = jnp.asarray(_align_corners_matrix(in_size[1], size[1]))  # W_out, W
+    rows = jnp.asarray(align_corners_matrix(in_size[0], size[0]))  # H_out, H
+    cols = jnp.asarray(align_corners_matrix(in_size[1], size[1]))  # W_out, W
     out = jnp.einsum("...hvc,vw->...hwc", grad, cols)
     return (jnp.einsum("...hwc,hi->...iwc", out, rows).astype(grad.dtype),)
 

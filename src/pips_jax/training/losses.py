@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from pips_jax.ops.resize import resize_bilinear_align_corners
+from pips_jax.ops.resize import align_corners_matrix
 
 #: Added to the denominators of masked means (the original's ``EPS``).
 EPS = 1e-8
@@ -155,19 +155,31 @@ def score_maps(pyramid: list[Array], ffeats: Array) -> Array:
         upsampled to ``H' x W'`` with align-corners bilinear interpolation (the
         original's ``fcp``).
     """
-    return jnp.moveaxis(_summed_maps(pyramid, ffeats, pyramid[0].shape[2:4]), -1, 2)
+    return _summed_maps(pyramid, ffeats, pyramid[0].shape[2:4])
 
 
 def _summed_maps(levels: list[Array], feats: Array, size: tuple[int, int]) -> Array:
-    """``(..., H', W', N)``: per level ``<fmap, feature> / sqrt(C)`` of levels
+    """``(..., N, H', W')``: per level ``<fmap, feature> / sqrt(C)`` of levels
     ``(..., H_l, W_l, C)`` and features ``(..., N, C)``, upsampled to ``size`` with
-    align-corners bilinear interpolation and summed over levels."""
+    align-corners bilinear interpolation and summed over levels.
+
+    Correlation and upsampling are linear in the feature map, so the levels are
+    upsampled and summed first (``C`` channels instead of ``N`` maps each) and
+    correlated once. The sum is channels-first and the maps points-first, so that in
+    the backward pass XLA:CPU transposes the small operands rather than every map.
+    """
     c = feats.shape[-1]
-    total = 0.0
+    summed = 0.0
     for fmap in levels:
-        vol = jnp.einsum("...hwc,...nc->...hwn", fmap, feats) / jnp.sqrt(jnp.float32(c))
-        total = total + resize_bilinear_align_corners(vol, size)
-    return total
+        fmap = jnp.moveaxis(fmap, -1, -3)  # ..., C, H_l, W_l
+        h, w = fmap.shape[-2:]
+        if (h, w) != tuple(size):
+            cols = jnp.asarray(align_corners_matrix(w, size[1]))  # W', W_l
+            rows = jnp.asarray(align_corners_matrix(h, size[0]))  # H', H_l
+            fmap = jnp.einsum("...hw,Ww->...hW", fmap, cols)
+            fmap = jnp.einsum("Hh,...hW->...HW", rows, fmap)
+        summed = summed + fmap
+    return jnp.einsum("...nc,...chw->...nhw", feats / jnp.sqrt(jnp.float32(c)), summed)
 
 
 def score_map_loss(maps: Array, trajs_gt: Array, vis: Array, valids: Array, stride: int) -> Array:
@@ -218,7 +230,7 @@ def score_map_terms(
 ) -> ScoreTerms:
     """One iteration's contribution to the score-map loss, without the maps' stack.
 
-    The maps are built one frame at a time (``(B, H', W', N)`` at once) under
+    The maps are built one frame at a time (``(B, N, H', W')`` at once) under
     ``jax.checkpoint``, so the backward pass recomputes them instead of storing them.
 
     Args:
@@ -239,11 +251,11 @@ def score_map_terms(
     @jax.checkpoint
     def frame(args: tuple[list[Array], Array, Array, Array]) -> tuple[Array, Array]:
         levels, feats, target, sel = args  # (B, H_l, W_l, C) each, (B, N, C), (B, N), (B, N)
-        maps = _summed_maps(levels, feats, (h, w)).reshape(b, h * w, n)
-        hot = jnp.arange(h * w)[None, :, None] == target[:, None, :]  # B, H'W', N
-        at_target = jnp.sum(jnp.where(hot, maps, 0.0), axis=1)  # B, N
+        maps = _summed_maps(levels, feats, (h, w)).reshape(b, n, h * w)
+        hot = jnp.arange(h * w) == target[:, :, None]  # B, N, H'W'
+        at_target = jnp.sum(jnp.where(hot, maps, 0.0), axis=-1)  # B, N
         pos = logistic_loss(at_target, 1.0)
-        neg = jnp.sum(jnp.where(hot, 0.0, logistic_loss(maps, -1.0)), axis=1)
+        neg = jnp.sum(jnp.where(hot, 0.0, logistic_loss(maps, -1.0)), axis=-1)
         return jnp.sum(pos * sel), jnp.sum(neg * sel)
 
     per_frame = (
