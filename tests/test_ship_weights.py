@@ -27,7 +27,13 @@ CARD = {
     "steps": 1700,
     "training_time_s": 300,
     "stages": [_stage(700, [128, 128], 100), _stage(1000, [256, 256], 200)],
-    "evaluation": {"benchmark": "16 clips", "model": _scores(0.1), "zero_motion": _scores(0.05)},
+    "iters": 4,
+    "evaluation": {
+        "benchmark": "16 clips",
+        "model": _scores(0.1),
+        "zero_motion": _scores(0.05),
+        "model_6_iterations": _scores(0.08),
+    },
     "held_out_curve": {
         "clips": "4 clips; steps counted over both stages (stage 2 starts at 700)",
         "points": [{"step": 700, **_scores(0.1)}, {"step": 1700, **_scores(0.2)}],
@@ -60,8 +66,13 @@ def test_next_card_appends_the_stage_and_counts_steps_over_all_stages():
         "fine-tuning the previous stage. A demonstration that training works and an offline "
         "default, far from the released model's quality."
     )
-    assert new["evaluation"]["model"] == _scores(0.9877)
-    assert new["evaluation"]["zero_motion"] == _scores(0.05)
+    assert new["iters"] == 4
+    # The new weights' scores replace every score of the old ones.
+    assert new["evaluation"] == {
+        "benchmark": "16 clips",
+        "model": _scores(0.9877),
+        "zero_motion": _scores(0.05),
+    }
     curve = new["held_out_curve"]
     assert curve["clips"] == (
         "4 clips; steps counted over all stages (stage 2 starts at 700, stage 3 starts at 1700)"

@@ -82,14 +82,30 @@ def test_demo_runs_on_shipped_weights_and_names_them(empty_cache, assets, tmp_pa
     assert (out / "demo_tracks.npz").is_file()
 
 
+def test_the_cards_iteration_count_is_the_default_and_iters_overrides_it(
+    empty_cache, assets, tmp_path, capsys
+):
+    folder, _ = assets
+    (folder / f"{SHIPPED_NAME}.json").write_text(json.dumps({"resolution": [64, 96], "iters": 2}))
+    w = load_weights()
+    assert (w.iters, w.inference_iters(), w.inference_iters(5)) == (2, 2, 5)
+    other = save_params(tmp_path / "other.safetensors", Pips(SMALL).init(jax.random.key(5)), SMALL)
+    assert load_weights(other).inference_iters() == 6  # no card: the original's count
+    assert main(["demo", "--out", str(tmp_path / "a"), "--quiet"]) == 0
+    assert "; iterations per window: 2" in capsys.readouterr().err
+    assert main(["demo", "--out", str(tmp_path / "b"), "--iters", "1", "--quiet"]) == 0
+    assert "; iterations per window: 1" in capsys.readouterr().err
+
+
 def test_the_shipped_weights_load_and_fit_the_size_limit():
     w = load_shipped()
     assert w is not None, f"the package must ship {shipped_path()}"
     assert shipped_path().stat().st_size <= 25 * 2**20
     assert Pips(w.config).param_shapes().keys() == w.params.keys()
     card = shipped_card()
-    for key in ("training_command", "data_seed", "config", "evaluation"):
+    for key in ("training_command", "data_seed", "config", "evaluation", "iters"):
         assert key in card, f"the shipped weights' card lacks {key!r}"
+    assert w.iters == card["iters"] >= 1
 
 
 def test_the_shipped_weights_track_better_than_standing_still(tmp_path):

@@ -6,12 +6,13 @@
 2. appends RUN to the card ``<name>.json`` as the next training stage (its command,
    TrainConfig, data seed, steps, training time, what it started from) and sets the
    card's top-level fields: description, latest command and data seed, total steps and
-   time, the benchmark scores from EVAL.json (``pips-jax eval --format synthetic --json``
-   on the new weights) and the held-out curve of every stage, steps counted over all
-   stages;
+   time, the benchmark scores from EVAL.json (``pips-jax eval --format synthetic --json
+   --iters N`` on the new weights, N the card's ``iters``: a run folder has no card, so
+   its evaluation runs 6 iterations unless told) and the held-out curve of every stage,
+   steps counted over all stages;
 3. plots that curve into ``docs/small_synthetic_training.png``;
-4. tracks the demo clip with the new weights into ``docs/demo_small_synthetic.gif``
-   (64 colours) and prints the demo's median error.
+4. tracks the demo clip with the new weights (the card's ``iters``) into
+   ``docs/demo_small_synthetic.gif`` (64 colours) and prints the demo's median error.
 
 The READMEs' prose and tables are edited by hand afterwards. Decide whether to ship
 from EVAL.json first: a new version replaces the shipped one only when clearly better.
@@ -90,7 +91,9 @@ def next_card(card: dict, config: dict, records: list[dict], scores: dict, comma
     new["steps"] = offset + config["num_steps"]
     new["training_time_s"] = sum(s["training_time_s"] for s in stages)
     new["stages"] = stages
-    new["evaluation"] = {**card["evaluation"], "model": _rounded(scores)}
+    # The benchmark's description and baseline stay; any other score is the old weights'.
+    kept = {k: card["evaluation"][k] for k in ("benchmark", "zero_motion")}
+    new["evaluation"] = {**kept, "model": _rounded(scores)}
     starts, step = [], 0
     for number, previous in enumerate(stages[:-1], start=2):
         step += previous["steps"]
@@ -152,14 +155,15 @@ def plot_curve(card: dict, out: Path) -> None:
     atomic_write_bytes(out, png.getvalue())
 
 
-def demo_gif(weights_path: Path, out: Path) -> dict:
-    """Tracks the demo clip with ``weights_path`` and writes a 64-colour GIF to ``out``."""
+def demo_gif(weights_path: Path, out: Path, iters: int | None = None) -> dict:
+    """Tracks the demo clip with ``weights_path`` (``iters`` refinement iterations per
+    window, default 6) and writes a 64-colour GIF to ``out``."""
     from PIL import Image, ImageSequence
 
     from pips_jax.demo import run_demo
 
     with tempfile.TemporaryDirectory() as tmp:
-        summary = run_demo(Path(tmp), load_weights(weights_path), viz_format="gif")
+        summary = run_demo(Path(tmp), load_weights(weights_path), viz_format="gif", iters=iters)
         frames, durations = [], []
         with Image.open(Path(tmp) / "demo_tracks.gif") as im:
             for frame in ImageSequence.Iterator(im):
@@ -200,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     weights = export_params(args.run, ASSETS / f"{args.name}.safetensors")
     atomic_write_bytes(card_path, (json.dumps(card, indent=1) + "\n").encode())
     plot_curve(card, DOCS / "small_synthetic_training.png")
-    summary = demo_gif(weights, DOCS / "demo_small_synthetic.gif")
+    summary = demo_gif(weights, DOCS / "demo_small_synthetic.gif", card.get("iters"))
     print(json.dumps(card["evaluation"], indent=1))
     print(
         f"demo: median error {summary['median_error_px']:.2f} px, "

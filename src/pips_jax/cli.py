@@ -30,7 +30,10 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
         ),
     )
     p.add_argument(
-        "--iters", type=int, default=6, help="refinement iterations per window (default 6)"
+        "--iters",
+        type=int,
+        default=None,
+        help="refinement iterations per window (default: the weights' recommended count, else 6)",
     )
     p.add_argument(
         "--precision",
@@ -101,12 +104,13 @@ def cmd_track(args: argparse.Namespace) -> int:
             raise InputError("--query-frame applies to --grid; a points file gives t per point")
     weights = load_weights(args.checkpoint)
     out_dir = make_output_dir(args.out)
-    print(f"weights: {weights.description}", file=sys.stderr)
+    iters = weights.inference_iters(args.iters)
+    print(f"weights: {weights.description}; iterations per window: {iters}", file=sys.stderr)
     tracker = Tracker(
         weights.params,
         weights.config,
         resolution=args.resolution,
-        iters=args.iters,
+        iters=iters,
         max_points_per_batch=args.max_points_per_batch,
         progress=not args.quiet,
         compute_dtype=args.precision,
@@ -151,10 +155,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     weights = load_weights(args.checkpoint)
     out_dir = make_output_dir(args.out)
-    print(f"weights: {weights.description}", file=sys.stderr)
-    s = run_demo(
-        out_dir, weights, viz_format=args.viz_format, iters=args.iters, progress=not args.quiet
-    )
+    iters = weights.inference_iters(args.iters)
+    print(f"weights: {weights.description}; iterations per window: {iters}", file=sys.stderr)
+    s = run_demo(out_dir, weights, viz_format=args.viz_format, iters=iters, progress=not args.quiet)
     print(
         f"demo: tracked {s['points']} points through {s['frames']} frames in {s['seconds']:.1f} s; "
         f"visible points: median error {s['median_error_px']:.2f} px, {100 * s['within_4px']:.0f}% within 4 px; "
@@ -173,12 +176,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         from pips_jax.weights import load_weights
 
         weights = load_weights(args.checkpoint)
-        description = weights.description
+        iters = weights.inference_iters(args.iters)
+        description = f"{weights.description}; iterations per window: {iters}"
         tracker = Tracker(
             weights.params,
             weights.config,
             resolution=args.input_resolution,
-            iters=args.iters,
+            iters=iters,
             compute_dtype=args.precision,
         )
         predictors["pips"] = tracker_predictor(tracker)

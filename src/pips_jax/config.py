@@ -14,6 +14,10 @@ from typing import Any
 
 from pips_jax.errors import InputError
 
+#: Refinement iterations per window at inference, as in the original's demo and
+#: evaluation (weights may recommend another count: :class:`pips_jax.weights.Weights`).
+DEFAULT_ITERS = 6
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:

@@ -25,7 +25,7 @@ def run_demo(
     out_dir: Path,
     weights: Weights,
     viz_format: str = "gif",
-    iters: int = 6,
+    iters: int | None = None,
     progress: bool = False,
     compute_dtype: str = "float32",
 ) -> dict:
@@ -41,7 +41,11 @@ def run_demo(
     clip = generate_clip(DEMO_CLIP, DEMO_SEED)
     queries = clip.query_points[:, [0, 2, 1]]  # (t, y, x) -> (t, x, y)
     tracker = Tracker(
-        weights.params, weights.config, resolution=(256, 256), iters=iters, progress=progress
+        weights.params,
+        weights.config,
+        resolution=(256, 256),
+        iters=weights.inference_iters(iters),
+        progress=progress,
     )
     result = tracker.track(clip.video, queries=queries)
     visible = ~clip.occluded

@@ -47,7 +47,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pips_jax.config import ModelConfig
+from pips_jax.config import DEFAULT_ITERS, ModelConfig
 from pips_jax.errors import InputError
 from pips_jax.model.pips import Params, Pips
 
@@ -327,7 +327,7 @@ class Tracker:
         params: Params,
         config: ModelConfig | None = None,
         resolution: tuple[int, int] = DEFAULT_RESOLUTION,
-        iters: int = 6,
+        iters: int = DEFAULT_ITERS,
         max_points_per_batch: int = 1024,
         progress: bool = False,
         feature_memory_bytes: int = FEATURE_MEMORY_BYTES,

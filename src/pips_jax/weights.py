@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pips_jax.config import ModelConfig
+from pips_jax.config import DEFAULT_ITERS, ModelConfig
 from pips_jax.errors import CheckpointError
 from pips_jax.model.pips import Params
 
@@ -32,12 +32,21 @@ class Weights:
         description: where they came from, for messages.
         resolution: ``(H, W)`` the weights were trained or are best used at, or None
             (then callers use their own default).
+        iters: refinement iterations per window the weights are best used with, or
+            None (then :data:`DEFAULT_ITERS`, the original's).
     """
 
     params: Params
     config: ModelConfig
     description: str
     resolution: tuple[int, int] | None = None
+    iters: int | None = None
+
+    def inference_iters(self, requested: int | None = None) -> int:
+        """``requested`` if given, else the weights' own count, else :data:`DEFAULT_ITERS`."""
+        if requested is not None:
+            return requested
+        return self.iters if self.iters is not None else DEFAULT_ITERS
 
 
 def shipped_path() -> Path:
@@ -70,6 +79,7 @@ def load_shipped() -> Weights | None:
         config,
         f"pips-jax's own weights '{SHIPPED_NAME}' (trained on synthetic clips; {path})",
         tuple(res) if res else None,
+        card.get("iters"),
     )
 
 
