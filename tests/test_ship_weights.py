@@ -88,6 +88,21 @@ def test_an_unfinished_run_is_refused():
         ship.next_card(CARD, {**CONFIG, "num_steps": 600}, RECORDS, _scores(0.5), "cmd")
 
 
+def test_an_evaluation_with_another_iteration_count_is_refused():
+    report = {
+        "weights": "runs/x (pips-jax train run, step 500); iterations per window: 6",
+        "scores": {"pips": _scores(0.5)},
+    }
+    with pytest.raises(
+        ValueError,
+        match="expected an evaluation with the card's 4 iterations per window, found 6 in",
+    ):
+        ship.benchmark_scores(report, 4)
+    assert ship.benchmark_scores(report, 6) == _scores(0.5)
+    with pytest.raises(ValueError, match="found no count in 'old.safetensors'"):
+        ship.benchmark_scores({"weights": "old.safetensors", "scores": {}}, 6)
+
+
 def test_the_curve_plot_is_written(tmp_path):
     new = ship.next_card(CARD, CONFIG, RECORDS, _scores(0.5), "cmd")
     out = tmp_path / "curve.png"

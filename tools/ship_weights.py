@@ -8,8 +8,8 @@
    card's top-level fields: description, latest command and data seed, total steps and
    time, the benchmark scores from EVAL.json (``pips-jax eval --format synthetic --json
    --iters N`` on the new weights, N the card's ``iters``: a run folder has no card, so
-   its evaluation runs 6 iterations unless told) and the held-out curve of every stage,
-   steps counted over all stages;
+   its evaluation runs 6 iterations unless told; a report of another count is refused)
+   and the held-out curve of every stage, steps counted over all stages;
 3. plots that curve into ``docs/small_synthetic_training.png``;
 4. tracks the demo clip with the new weights (the card's ``iters``) into
    ``docs/demo_small_synthetic.gif`` (64 colours) and prints the demo's median error.
@@ -23,11 +23,13 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import re
 import sys
 import tempfile
 from pathlib import Path
 
 from pips_jax.checkpoint.store import atomic_write_bytes
+from pips_jax.config import DEFAULT_ITERS
 from pips_jax.training.heldout import REPORTED
 from pips_jax.training.log import read_records
 from pips_jax.weights import SHIPPED_NAME, load_weights
@@ -44,6 +46,20 @@ def _rounded(row: dict, prefix: str = "") -> dict:
 def _stage_phrase(stage: dict) -> str:
     h, w = stage["training_config"]["crop"]
     return f"{stage['steps']} steps on {h}x{w} crops"
+
+
+def benchmark_scores(report: dict, iters: int) -> dict:
+    """The model's scores in a ``pips-jax eval --json`` report, checked to have been
+    measured with ``iters`` refinement iterations per window (the card's count; the
+    report's ``weights`` field ends with "iterations per window: N")."""
+    found = re.search(r"iterations per window: (\d+)$", report["weights"])
+    if found is None or int(found.group(1)) != iters:
+        raise ValueError(
+            f"expected an evaluation with the card's {iters} iterations per window, found "
+            f"{found.group(1) if found else 'no count'} in {report['weights']!r} "
+            f"(run pips-jax eval with --iters {iters})"
+        )
+    return report["scores"]["pips"]
 
 
 def next_card(card: dict, config: dict, records: list[dict], scores: dict, command: str) -> dict:
@@ -194,13 +210,21 @@ def main(argv: list[str] | None = None) -> int:
     from pips_jax.training import export_params
 
     card_path = ASSETS / f"{args.name}.json"
-    card = next_card(
-        json.loads(card_path.read_text()),
-        json.loads((args.run / "config.json").read_text()),
-        read_records(args.run / "metrics.jsonl"),
-        json.loads(args.eval.read_text())["scores"]["pips"],
-        args.command,
-    )
+    card = json.loads(card_path.read_text())
+    try:
+        scores = benchmark_scores(
+            json.loads(args.eval.read_text()), card.get("iters", DEFAULT_ITERS)
+        )
+        card = next_card(
+            card,
+            json.loads((args.run / "config.json").read_text()),
+            read_records(args.run / "metrics.jsonl"),
+            scores,
+            args.command,
+        )
+    except ValueError as e:
+        print(f"ship_weights: {e}", file=sys.stderr)
+        return 2
     weights = export_params(args.run, ASSETS / f"{args.name}.safetensors")
     atomic_write_bytes(card_path, (json.dumps(card, indent=1) + "\n").encode())
     plot_curve(card, DOCS / "small_synthetic_training.png")
