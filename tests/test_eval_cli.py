@@ -35,6 +35,7 @@ def test_eval_generated_synthetic_with_model_and_baseline(ckpt, tmp_path, capsys
     assert "2 videos evaluated, 0 skipped" in text
     report = json.loads(out.read_text())
     assert set(report["scores"]) == {"pips", "zero_motion"}
+    assert report["weights"] == f"{ckpt}; iterations per window: 1"
     for scores in report["scores"].values():
         assert 0 <= scores["average_jaccard"] <= 1 and 0 <= scores["occlusion_accuracy"] <= 1
 

@@ -105,7 +105,7 @@ def cmd_track(args: argparse.Namespace) -> int:
     weights = load_weights(args.checkpoint)
     out_dir = make_output_dir(args.out)
     iters = weights.inference_iters(args.iters)
-    print(f"weights: {weights.description}; iterations per window: {iters}", file=sys.stderr)
+    print(f"weights: {weights.describe(iters)}", file=sys.stderr)
     tracker = Tracker(
         weights.params,
         weights.config,
@@ -156,7 +156,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     weights = load_weights(args.checkpoint)
     out_dir = make_output_dir(args.out)
     iters = weights.inference_iters(args.iters)
-    print(f"weights: {weights.description}; iterations per window: {iters}", file=sys.stderr)
+    print(f"weights: {weights.describe(iters)}", file=sys.stderr)
     s = run_demo(out_dir, weights, viz_format=args.viz_format, iters=iters, progress=not args.quiet)
     print(
         f"demo: tracked {s['points']} points through {s['frames']} frames in {s['seconds']:.1f} s; "
@@ -177,7 +177,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
         weights = load_weights(args.checkpoint)
         iters = weights.inference_iters(args.iters)
-        description = f"{weights.description}; iterations per window: {iters}"
+        description = weights.describe(iters)
         tracker = Tracker(
             weights.params,
             weights.config,

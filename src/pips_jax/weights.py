@@ -48,6 +48,11 @@ class Weights:
             return requested
         return self.iters if self.iters is not None else DEFAULT_ITERS
 
+    def describe(self, iters: int) -> str:
+        """The description with the iteration count used, for messages and reports
+        (``"<description>; iterations per window: N"``)."""
+        return f"{self.description}; iterations per window: {iters}"
+
 
 def shipped_path() -> Path:
     """The weights file shipped inside the package (it may be absent in a checkout)."""
