@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import re
 import sys
 import tempfile
 from pathlib import Path
@@ -32,7 +31,7 @@ from pips_jax.checkpoint.store import atomic_write_bytes
 from pips_jax.config import DEFAULT_ITERS
 from pips_jax.training.heldout import REPORTED
 from pips_jax.training.log import read_records
-from pips_jax.weights import SHIPPED_NAME, load_weights
+from pips_jax.weights import SHIPPED_NAME, Weights, load_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / "src" / "pips_jax" / "assets"
@@ -52,11 +51,11 @@ def benchmark_scores(report: dict, iters: int) -> dict:
     """The model's scores in a ``pips-jax eval --json`` report, checked to have been
     measured with ``iters`` refinement iterations per window (the card's count; the
     report's ``weights`` field ends with "iterations per window: N")."""
-    found = re.search(r"iterations per window: (\d+)$", report["weights"])
-    if found is None or int(found.group(1)) != iters:
+    found = Weights.described_iters(report["weights"])
+    if found != iters:
         raise ValueError(
             f"expected an evaluation with the card's {iters} iterations per window, found "
-            f"{found.group(1) if found else 'no count'} in {report['weights']!r} "
+            f"{'no count' if found is None else found} in {report['weights']!r} "
             f"(run pips-jax eval with --iters {iters})"
         )
     return report["scores"]["pips"]
@@ -211,10 +210,9 @@ def main(argv: list[str] | None = None) -> int:
 
     card_path = ASSETS / f"{args.name}.json"
     card = json.loads(card_path.read_text())
+    iters = card.get("iters", DEFAULT_ITERS)
     try:
-        scores = benchmark_scores(
-            json.loads(args.eval.read_text()), card.get("iters", DEFAULT_ITERS)
-        )
+        scores = benchmark_scores(json.loads(args.eval.read_text()), iters)
         card = next_card(
             card,
             json.loads((args.run / "config.json").read_text()),
@@ -228,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     weights = export_params(args.run, ASSETS / f"{args.name}.safetensors")
     atomic_write_bytes(card_path, (json.dumps(card, indent=1) + "\n").encode())
     plot_curve(card, DOCS / "small_synthetic_training.png")
-    summary = demo_gif(weights, DOCS / "demo_small_synthetic.gif", card.get("iters"))
+    summary = demo_gif(weights, DOCS / "demo_small_synthetic.gif", iters)
     print(json.dumps(card["evaluation"], indent=1))
     print(
         f"demo: median error {summary['median_error_px']:.2f} px, "

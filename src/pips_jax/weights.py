@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,12 @@ class Weights:
         """The description with the iteration count used, for messages and reports
         (``"<description>; iterations per window: N"``)."""
         return f"{self.description}; iterations per window: {iters}"
+
+    @staticmethod
+    def described_iters(text: str) -> int | None:
+        """The iteration count at the end of a :meth:`describe` text, or None."""
+        found = re.search(r"; iterations per window: (\d+)$", text)
+        return int(found.group(1)) if found else None
 
 
 def shipped_path() -> Path:
