@@ -109,3 +109,59 @@ def test_the_curve_plot_is_written(tmp_path):
     ship.plot_curve(new, out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in tmp_path.iterdir()] == ["curve.png"]
+
+
+def _report(value, iters, seed=1000):
+    return {
+        "dataset": f"generated: 16 clips, seed {seed}",
+        "weights": f"runs/x (pips-jax train run, step 500); iterations per window: {iters}",
+        "scores": {"pips": _scores(value)},
+    }
+
+
+def test_the_original_iteration_count_is_stored_beside_the_cards():
+    new = ship.next_card(CARD, CONFIG, RECORDS, _scores(0.5), "cmd")
+    assert "model_6_iterations" not in new["evaluation"]
+    with_6 = ship.iteration_evidence(new, _report(0.5, 4), _report(0.456789, 6))
+    assert with_6["evaluation"]["model_6_iterations"] == _scores(0.4568)
+    assert with_6["evaluation"]["model"] == _scores(0.5)
+    with pytest.raises(ValueError, match="expected an evaluation with the card's 6 iterations"):
+        ship.iteration_evidence(new, _report(0.5, 4), _report(0.4, 4))
+    with pytest.raises(ValueError, match="expected --eval-original on the benchmark's"):
+        ship.iteration_evidence(new, _report(0.5, 4), _report(0.4, 6, seed=2000))
+
+
+def test_the_validation_writes_the_iteration_sentence_from_every_version():
+    old = {
+        **CARD,
+        "iters_validation": [{"stage": 2, "dataset": "d", "4": _scores(0.5), "6": _scores(0.45)}],
+    }
+    new = ship.next_card(old, CONFIG, RECORDS, _scores(0.5), "cmd")
+    val = (_report(0.6034, 4, seed=2000), _report(0.55, 6, seed=2000))
+    new = ship.iteration_evidence(new, _report(0.5, 4), validation=val)
+    assert [e["stage"] for e in new["iters_validation"]] == [2, 3]
+    assert new["iters_validation"][-1]["4"] == _scores(0.6034)
+    # Hand-written: delta_avg and OA in percent with one decimal, the median in px.
+    assert new["iters_choice"] == (
+        "4 refinement iterations per window, the count the weights were trained with, is their "
+        "default in track, demo and eval: on validation clips (generated: 16 clips, seed 2000; "
+        "not the benchmark's) 4 iterations scored delta_avg 60.3, median 0.60 px, OA 60.3 "
+        "against 55.0, 0.55 px, 55.0 with the original's 6 (as for every earlier version "
+        "checked: stage 2's weights 50.0, 0.50 px, 50.0 against 45.0, 0.45 px, 45.0)"
+    )
+    assert old["iters_validation"][-1]["stage"] == 2 and len(old["iters_validation"]) == 1
+
+
+def test_a_validation_that_favours_the_original_count_or_reuses_the_benchmark_is_refused():
+    new = ship.next_card(CARD, CONFIG, RECORDS, _scores(0.5), "cmd")
+    worse = (_report(0.5, 4, seed=2000), _report(0.51, 6, seed=2000))
+    with pytest.raises(
+        ValueError, match=r"beat 6 on the validation clips, found delta_avg 50\.0 against 51\.0"
+    ):
+        ship.iteration_evidence(new, _report(0.5, 4), validation=worse)
+    same = (_report(0.6, 4), _report(0.5, 6))
+    with pytest.raises(ValueError, match="expected validation clips other than the benchmark's"):
+        ship.iteration_evidence(new, _report(0.5, 4), validation=same)
+    mixed = (_report(0.6, 4, seed=2000), _report(0.5, 6, seed=3000))
+    with pytest.raises(ValueError, match="expected both validation reports on the same clips"):
+        ship.iteration_evidence(new, _report(0.5, 4), validation=mixed)

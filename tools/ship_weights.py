@@ -1,6 +1,7 @@
 """Ships a training run as the package's own weights (a maintainer's tool; not installed).
 
-    python tools/ship_weights.py --run RUN --eval EVAL.json --command "pips-jax train ..."
+    python tools/ship_weights.py --run RUN --eval EVAL.json --command "pips-jax train ..." \
+        [--eval-original EVAL6.json] [--validation VAL.json VAL6.json]
 
 1. writes RUN's latest parameters to ``src/pips_jax/assets/<name>.safetensors``;
 2. appends RUN to the card ``<name>.json`` as the next training stage (its command,
@@ -9,7 +10,11 @@
    time, the benchmark scores from EVAL.json (``pips-jax eval --format synthetic --json
    --iters N`` on the new weights, N the card's ``iters``: a run folder has no card, so
    its evaluation runs 6 iterations unless told; a report of another count is refused)
-   and the held-out curve of every stage, steps counted over all stages;
+   and the held-out curve of every stage, steps counted over all stages; with
+   ``--eval-original``, the same benchmark at the original's 6 iterations as
+   ``evaluation.model_6_iterations``; with ``--validation`` (the card's count, then 6, on
+   clips of another seed), the new weights' entry in ``iters_validation`` and the
+   ``iters_choice`` sentence written from all its entries;
 3. plots that curve into ``docs/small_synthetic_training.png``;
 4. tracks the demo clip with the new weights (the card's ``iters``) into
    ``docs/demo_small_synthetic.gif`` (64 colours) and prints the demo's median error.
@@ -59,6 +64,118 @@ def benchmark_scores(report: dict, iters: int) -> dict:
             f"(run pips-jax eval with --iters {iters})"
         )
     return report["scores"]["pips"]
+
+
+SHOWN = (
+    ("average_pts_within_thresh", 100, "delta_avg {:.1f}"),
+    ("median_error_visible", 1, "median {:.2f} px"),
+    ("occlusion_accuracy", 100, "OA {:.1f}"),
+)
+
+
+def _shown(scores: dict, labels: bool = True) -> str:
+    return ", ".join(
+        (f if labels else "{:.1f}" if scale == 100 else "{:.2f} px").format(scale * scores[k])
+        for k, scale, f in SHOWN
+    )
+
+
+def _dataset(report: dict) -> str:
+    return report.get("dataset", "an unnamed dataset")
+
+
+def iteration_evidence(
+    card: dict,
+    benchmark: dict,
+    original: dict | None = None,
+    validation: tuple[dict, dict] | None = None,
+) -> dict:
+    """The card with the new weights' evidence for their iteration count.
+
+    Args:
+        card: the card after :func:`next_card` (its last stage the new weights).
+        benchmark: the ``pips-jax eval --json`` report its scores came from.
+        original: the same benchmark at the original's ``DEFAULT_ITERS`` iterations, or
+            None; stored as ``evaluation.model_<DEFAULT_ITERS>_iterations``.
+        validation: reports on clips of another seed with the card's ``iters`` and with
+            ``DEFAULT_ITERS``, or None; appended to ``iters_validation`` (one entry per
+            version checked) from which the ``iters_choice`` sentence is rewritten.
+
+    Raises:
+        ValueError: a report of the wrong iteration count or dataset, or a validation
+            where the original's count beats the card's on delta_avg.
+    """
+    iters, stage = card["iters"], len(card["stages"])
+    new = dict(card)
+    if original is not None:
+        if _dataset(original) != _dataset(benchmark):
+            raise ValueError(
+                f"expected --eval-original on the benchmark's {_dataset(benchmark)!r}, "
+                f"found {_dataset(original)!r}"
+            )
+        scores = benchmark_scores(original, DEFAULT_ITERS)
+        new["evaluation"] = {
+            **card["evaluation"],
+            f"model_{DEFAULT_ITERS}_iterations": _rounded(scores),
+        }
+    if validation is None:
+        return new
+    if iters == DEFAULT_ITERS:
+        raise ValueError(
+            f"expected a card whose iters differ from the original's {DEFAULT_ITERS} for "
+            f"--validation, found iters {iters}"
+        )
+    mine, theirs = validation
+    if _dataset(mine) != _dataset(theirs):
+        raise ValueError(
+            f"expected both validation reports on the same clips, found {_dataset(mine)!r} "
+            f"and {_dataset(theirs)!r}"
+        )
+    if _dataset(mine) == _dataset(benchmark):
+        raise ValueError(
+            f"expected validation clips other than the benchmark's, found {_dataset(mine)!r}"
+        )
+    entry = {
+        "stage": stage,
+        "dataset": _dataset(mine),
+        str(iters): _rounded(benchmark_scores(mine, iters)),
+        str(DEFAULT_ITERS): _rounded(benchmark_scores(theirs, DEFAULT_ITERS)),
+    }
+    key = SHOWN[0][0]
+    if entry[str(iters)][key] < entry[str(DEFAULT_ITERS)][key]:
+        raise ValueError(
+            f"expected the card's {iters} iterations to beat {DEFAULT_ITERS} on the validation "
+            f"clips, found delta_avg {100 * entry[str(iters)][key]:.1f} against "
+            f"{100 * entry[str(DEFAULT_ITERS)][key]:.1f} (change the card's iters first)"
+        )
+    entries = [e for e in card.get("iters_validation", []) if e["stage"] != stage] + [entry]
+    new["iters_validation"] = entries
+    new["iters_choice"] = iters_sentence(iters, entries)
+    return new
+
+
+def iters_sentence(iters: int, entries: list[dict]) -> str:
+    """Why the card's ``iters`` is the default, from its ``iters_validation`` entries
+    (newest last; the older ones are listed newest first)."""
+    last, *older = reversed(entries)
+    mine, theirs = str(iters), str(DEFAULT_ITERS)
+    sentence = (
+        f"{iters} refinement iterations per window, the count the weights were trained with, "
+        f"is their default in track, demo and eval: on validation clips ({last['dataset']}; not "
+        f"the benchmark's) {iters} iterations scored {_shown(last[mine])} against "
+        f"{_shown(last[theirs], labels=False)} with the original's {DEFAULT_ITERS}"
+    )
+    if not older:
+        return sentence
+    key = SHOWN[0][0]
+    every = all(e[mine][key] >= e[theirs][key] for e in older)
+    listed = "; ".join(
+        f"stage {e['stage']}'s weights {_shown(e[mine], labels=False)} against "
+        f"{_shown(e[theirs], labels=False)}"
+        for e in older
+    )
+    lead = "as for every earlier version checked" if every else "earlier versions"
+    return f"{sentence} ({lead}: {listed})"
 
 
 def next_card(card: dict, config: dict, records: list[dict], scores: dict, command: str) -> dict:
@@ -203,6 +320,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run", type=Path, required=True, help="the finished training run folder")
     p.add_argument("--eval", type=Path, required=True, help="pips-jax eval --json of its weights")
     p.add_argument("--command", required=True, help="the exact pips-jax train command of the run")
+    p.add_argument(
+        "--eval-original",
+        type=Path,
+        help=f"pips-jax eval --json of the same benchmark with --iters {DEFAULT_ITERS}",
+    )
+    p.add_argument(
+        "--validation",
+        type=Path,
+        nargs=2,
+        metavar=("VAL", f"VAL{DEFAULT_ITERS}"),
+        help=f"pips-jax eval --json on clips of another --seed, with the card's iters and "
+        f"with --iters {DEFAULT_ITERS}",
+    )
     p.add_argument("--name", default=SHIPPED_NAME, help="the shipped weights' name")
     args = p.parse_args(argv)
 
@@ -212,13 +342,19 @@ def main(argv: list[str] | None = None) -> int:
     card = json.loads(card_path.read_text())
     iters = card.get("iters", DEFAULT_ITERS)
     try:
-        scores = benchmark_scores(json.loads(args.eval.read_text()), iters)
+        report = json.loads(args.eval.read_text())
         card = next_card(
             card,
             json.loads((args.run / "config.json").read_text()),
             read_records(args.run / "metrics.jsonl"),
-            scores,
+            benchmark_scores(report, iters),
             args.command,
+        )
+        card = iteration_evidence(
+            card,
+            report,
+            json.loads(args.eval_original.read_text()) if args.eval_original else None,
+            tuple(json.loads(v.read_text()) for v in args.validation) if args.validation else None,
         )
     except ValueError as e:
         print(f"ship_weights: {e}", file=sys.stderr)
