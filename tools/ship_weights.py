@@ -148,7 +148,7 @@ def iteration_evidence(
             f"clips, found delta_avg {100 * entry[str(iters)][key]:.1f} against "
             f"{100 * entry[str(DEFAULT_ITERS)][key]:.1f} (change the card's iters first)"
         )
-    entries = [e for e in card.get("iters_validation", []) if e["stage"] != stage] + [entry]
+    entries = [*card.get("iters_validation", []), entry]
     new["iters_validation"] = entries
     new["iters_choice"] = iters_sentence(iters, entries)
     return new
