@@ -136,8 +136,11 @@ def test_the_validation_writes_the_iteration_sentence_from_every_version():
         **CARD,
         "iters_validation": [{"stage": 2, "dataset": "d", "4": _scores(0.5), "6": _scores(0.45)}],
     }
-    new = ship.next_card(old, CONFIG, RECORDS, _scores(0.5), "cmd")
     val = (_report(0.6034, 4, seed=2000), _report(0.55, 6, seed=2000))
+    trained_6 = ship.next_card(old, {**CONFIG, "iters": 6}, RECORDS, _scores(0.5), "cmd")
+    sentence = ship.iteration_evidence(trained_6, _report(0.5, 4), validation=val)["iters_choice"]
+    assert sentence.startswith("4 refinement iterations per window is their default in track")
+    new = ship.next_card(old, {**CONFIG, "iters": 4}, RECORDS, _scores(0.5), "cmd")
     new = ship.iteration_evidence(new, _report(0.5, 4), validation=val)
     assert [e["stage"] for e in new["iters_validation"]] == [2, 3]
     assert new["iters_validation"][-1]["4"] == _scores(0.6034)

@@ -105,7 +105,7 @@ def iteration_evidence(
         ValueError: a report of the wrong iteration count or dataset, or a validation
             where the original's count beats the card's on delta_avg.
     """
-    iters, stage = card["iters"], len(card["stages"])
+    iters, stage = card.get("iters", DEFAULT_ITERS), len(card["stages"])
     new = dict(card)
     if original is not None:
         if _dataset(original) != _dataset(benchmark):
@@ -150,17 +150,20 @@ def iteration_evidence(
         )
     entries = [*card.get("iters_validation", []), entry]
     new["iters_validation"] = entries
-    new["iters_choice"] = iters_sentence(iters, entries)
+    trained = card["stages"][-1]["training_config"].get("iters")
+    new["iters_choice"] = iters_sentence(iters, entries, trained_with=trained == iters)
     return new
 
 
-def iters_sentence(iters: int, entries: list[dict]) -> str:
+def iters_sentence(iters: int, entries: list[dict], trained_with: bool = True) -> str:
     """Why the card's ``iters`` is the default, from its ``iters_validation`` entries
-    (newest last; the older ones are listed newest first)."""
+    (newest last; the older ones are listed newest first); ``trained_with``: the last
+    stage trained with that many iterations."""
     last, *older = reversed(entries)
     mine, theirs = str(iters), str(DEFAULT_ITERS)
+    why = ", the count the weights were trained with," if trained_with else ""
     sentence = (
-        f"{iters} refinement iterations per window, the count the weights were trained with, "
+        f"{iters} refinement iterations per window{why} "
         f"is their default in track, demo and eval: on validation clips ({last['dataset']}; not "
         f"the benchmark's) {iters} iterations scored {_shown(last[mine])} against "
         f"{_shown(last[theirs], labels=False)} with the original's {DEFAULT_ITERS}"
