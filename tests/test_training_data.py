@@ -56,6 +56,16 @@ def test_clips_are_deterministic_per_seed_step_and_index():
         assert not np.array_equal(a["trajs"], other["trajs"])
 
 
+def test_a_scene_without_room_for_points_is_redrawn():
+    # Clip 2 of step 990 of data seed 8 (stage 7 of the shipped weights) draws a first
+    # scene in which no point can be sampled at all; it used to stop training with
+    # "need at least one array to concatenate" instead of drawing the next scene.
+    spec = ClipSpec(256, 256, 8, 192)
+    clip = make_clip(spec, 8, 990, 2)
+    assert clip["trajs"].shape == (8, 192, 2)
+    assert np.all(clip["vis"][0] == 1) and np.all(clip["vis"][1:].max(axis=0) == 1)
+
+
 def test_flip_tracks_by_hand():
     # W = 10, H = 6, origin at the centre of the top-left pixel
     tracks = np.array([[0.0, 0.0], [9.0, 5.0], [2.5, 1.25], [-0.5, 5.5]])

@@ -120,6 +120,8 @@ def _pick_points(
         have += len(ok)
         if have == count:
             break
+    if not layers:  # no round sampled anything: the caller draws another scene
+        return np.zeros(0, np.int32), np.zeros((0, 2))
     return np.concatenate(layers), np.concatenate(refs)
 
 
