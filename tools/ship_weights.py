@@ -76,10 +76,14 @@ SHOWN = (
 DECIDING = "average_pts_within_thresh"
 
 
+def _score(scores: dict, key: str, label: bool = True) -> str:
+    """One score as the sentences give it, e.g. ``delta_avg 62.4`` or ``2.45 px``."""
+    _, scale, name, f = next(row for row in SHOWN if row[0] == key)
+    return (name if label else "") + f.format(scale * scores[key])
+
+
 def _shown(scores: dict, labels: bool = True) -> str:
-    return ", ".join(
-        (label if labels else "") + f.format(scale * scores[k]) for k, scale, label, f in SHOWN
-    )
+    return ", ".join(_score(scores, row[0], labels) for row in SHOWN)
 
 
 def _dataset(report: dict) -> str:
@@ -142,8 +146,8 @@ def iteration_evidence(
     if card_scores[DECIDING] < original_scores[DECIDING]:
         raise ValueError(
             f"expected the card's {iters} iterations to beat {DEFAULT_ITERS} on the validation "
-            f"clips, found delta_avg {100 * card_scores[DECIDING]:.1f} against "
-            f"{100 * original_scores[DECIDING]:.1f} (change the card's iters first)"
+            f"clips, found {_score(card_scores, DECIDING)} against "
+            f"{_score(original_scores, DECIDING, label=False)} (change the card's iters first)"
         )
     entry = {
         "stage": stage,
