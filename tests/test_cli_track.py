@@ -147,7 +147,7 @@ def test_demo_runs_offline_and_reports_accuracy(files, tmp_path, capsys):
         main(["demo", "--checkpoint", str(ckpt), "--out", str(out), "--iters", "1", "--quiet"]) == 0
     )
     line = capsys.readouterr().out.strip().splitlines()[-1]
-    assert line.startswith("demo: tracked 64 points through 24 frames")
+    assert line.startswith("demo: tracked 64 points through 24 frames at 256x256 in ")
     assert "median error" in line and "occlusion accuracy" in line
     assert sorted(p.name for p in out.iterdir()) == [
         "demo_tracks.csv",
@@ -156,6 +156,7 @@ def test_demo_runs_offline_and_reports_accuracy(files, tmp_path, capsys):
     ]
     res = load_npz(out / "demo_tracks.npz")
     assert res.tracks.shape == (64, 24, 2) and res.size == (256, 256)
+    assert res.resolution == (256, 256)  # a checkpoint without a card: the default
 
 
 def test_demo_without_weights_says_how_to_get_them(tmp_path, monkeypatch, capsys):

@@ -91,16 +91,29 @@ def test_an_unfinished_run_is_refused():
 def test_an_evaluation_with_another_iteration_count_is_refused():
     report = {
         "weights": "runs/x (pips-jax train run, step 500); iterations per window: 6",
+        "input_resolution": [256, 256],
         "scores": {"pips": _scores(0.5)},
     }
     with pytest.raises(
         ValueError,
         match="expected an evaluation with the card's 4 iterations per window, found 6 in",
     ):
-        ship.benchmark_scores(report, 4)
-    assert ship.benchmark_scores(report, 6) == _scores(0.5)
+        ship.benchmark_scores(report, 4, (256, 256))
+    assert ship.benchmark_scores(report, 6, (256, 256)) == _scores(0.5)
     with pytest.raises(ValueError, match="found no count in 'old.safetensors'"):
-        ship.benchmark_scores({"weights": "old.safetensors", "scores": {}}, 6)
+        ship.benchmark_scores({"weights": "old.safetensors", "scores": {}}, 6, (256, 256))
+
+
+def test_an_evaluation_at_another_input_resolution_is_refused():
+    report = _report(0.5, 4, resolution=(256, 256))
+    with pytest.raises(
+        ValueError,
+        match=r"^expected an evaluation at model input resolution 384x384, found 256x256 \(run "
+        r"pips-jax eval with --input-resolution 384x384\)$",
+    ):
+        ship.benchmark_scores(report, 4, (384, 384))
+    assert ship.card_resolution(CARD) == (256, 256)  # no input_resolution: eval's default
+    assert ship.card_resolution({**CARD, "input_resolution": [384, 384]}) == (384, 384)
 
 
 def test_the_curve_plot_is_written(tmp_path):
@@ -111,10 +124,11 @@ def test_the_curve_plot_is_written(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["curve.png"]
 
 
-def _report(value, iters, seed=1000):
+def _report(value, iters, seed=1000, resolution=(256, 256)):
     return {
         "dataset": f"generated: 16 clips, seed {seed}",
         "weights": f"runs/x (pips-jax train run, step 500); iterations per window: {iters}",
+        "input_resolution": list(resolution),
         "scores": {"pips": _scores(value)},
     }
 
@@ -168,3 +182,68 @@ def test_a_validation_that_favours_the_original_count_or_reuses_the_benchmark_is
     mixed = (_report(0.6, 4, seed=2000), _report(0.5, 6, seed=3000))
     with pytest.raises(ValueError, match="expected both validation reports on the same clips"):
         ship.iteration_evidence(new, _report(0.5, 4), validation=mixed)
+
+
+def _val(value, resolution, seed=2000):
+    return _report(value, 4, seed=seed, resolution=resolution)
+
+
+def test_the_benchmark_at_other_input_resolutions_is_stored_beside_the_cards():
+    card = {**CARD, "input_resolution": [384, 384]}
+    new = ship.next_card(card, CONFIG, RECORDS, _scores(0.5), "cmd")
+    bench = _report(0.5, 4, resolution=(384, 384))
+    at_256 = _report(0.456789, 4, resolution=(256, 256))
+    new = ship.resolution_evidence(new, bench, (at_256,))
+    assert new["evaluation"]["model_input_256x256"] == _scores(0.4568)
+    assert new["evaluation"]["model"] == _scores(0.5)
+    assert "input_resolution_validation" not in new
+    with pytest.raises(ValueError, match="expected --eval-at on the benchmark's"):
+        ship.resolution_evidence(new, bench, (_val(0.4, (256, 256)),))
+    with pytest.raises(ValueError, match="expected an evaluation with the card's 4 iterations"):
+        ship.resolution_evidence(new, bench, (_report(0.4, 6, resolution=(256, 256)),))
+
+
+def test_the_resolution_validation_writes_the_choice_from_the_cards_resolution():
+    card = {**CARD, "input_resolution": [384, 384], "input_resolution_validation": [{"stage": 2}]}
+    new = ship.next_card(card, CONFIG, RECORDS, _scores(0.5), "cmd")
+    bench = _report(0.5, 4, resolution=(384, 384))
+    val = (_val(0.6, (448, 448)), _val(0.7012, (384, 384)), _val(0.65, (256, 256)))
+    new = ship.resolution_evidence(new, bench, validation=val)
+    assert new["input_resolution_validation"] == [
+        {"stage": 2},
+        {
+            "stage": 3,
+            "dataset": "generated: 16 clips, seed 2000",
+            "448x448": _scores(0.6),
+            "384x384": _scores(0.7012),
+            "256x256": _scores(0.65),
+        },
+    ]
+    # Hand-written: the card's resolution first, then the others from the smallest.
+    assert new["input_resolution_choice"] == (
+        "a model input of 384x384 for 256x256 clips (frames resized to it, tracks mapped back) "
+        "is their default in demo and eval: on validation clips (generated: 16 clips, seed "
+        "2000; not the benchmark's) with 4 iterations it scored delta_avg 70.1, median 0.70 px, "
+        "OA 70.1, against 65.0, 0.65 px, 65.0 at 256x256; 60.0, 0.60 px, 60.0 at 448x448"
+    )
+
+
+def test_a_resolution_validation_that_favours_another_resolution_is_refused():
+    card = {**CARD, "input_resolution": [384, 384]}
+    new = ship.next_card(card, CONFIG, RECORDS, _scores(0.5), "cmd")
+    bench = _report(0.5, 4, resolution=(384, 384))
+    better = (_val(0.6, (384, 384)), _val(0.61, (320, 320)))
+    with pytest.raises(
+        ValueError,
+        match=r"^expected the card's input resolution 384x384 to score best on the validation "
+        r"clips, found 320x320 with delta_avg 61\.0 against 60\.0 \(change the card's "
+        r"input_resolution first\)$",
+    ):
+        ship.resolution_evidence(new, bench, validation=better)
+    with pytest.raises(ValueError, match="at the card's input resolution 384x384, found 256x256"):
+        ship.resolution_evidence(new, bench, validation=(_val(0.6, (256, 256)),))
+    with pytest.raises(ValueError, match="expected validation clips other than the benchmark's"):
+        ship.resolution_evidence(new, bench, validation=(_val(0.6, (384, 384), seed=1000),))
+    mixed = (_val(0.6, (384, 384)), _val(0.5, (256, 256), seed=3000))
+    with pytest.raises(ValueError, match="expected every resolution validation report on the same"):
+        ship.resolution_evidence(new, bench, validation=mixed)

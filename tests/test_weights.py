@@ -97,6 +97,38 @@ def test_the_cards_iteration_count_is_the_default_and_iters_overrides_it(
     assert "; iterations per window: 1" in capsys.readouterr().err
 
 
+def test_the_cards_input_resolution_is_the_default_of_demo_and_eval(
+    empty_cache, assets, tmp_path, capsys
+):
+    from pips_jax.tracker import load_npz
+
+    folder, _ = assets
+    card = {"resolution": [64, 96], "iters": 1, "input_resolution": [48, 40]}
+    (folder / f"{SHIPPED_NAME}.json").write_text(json.dumps(card))
+    w = load_weights()
+    assert (w.input_resolution, w.clip_input_resolution()) == ((48, 40), (48, 40))
+    assert w.clip_input_resolution((72, 72)) == (72, 72)
+    other = save_params(tmp_path / "other.safetensors", Pips(SMALL).init(jax.random.key(5)), SMALL)
+    assert load_weights(other).clip_input_resolution() == (256, 256)  # no card: TAP-Vid's
+
+    assert main(["demo", "--out", str(tmp_path / "a"), "--quiet"]) == 0
+    assert "through 24 frames at 48x40 in " in capsys.readouterr().out
+    assert load_npz(tmp_path / "a" / "demo_tracks.npz").resolution == (48, 40)
+    assert main(["demo", "--out", str(tmp_path / "b"), "--input-resolution", "32x64"]) == 0
+    assert "through 24 frames at 32x64 in " in capsys.readouterr().out
+    assert load_npz(tmp_path / "b" / "demo_tracks.npz").resolution == (32, 64)
+
+    report = tmp_path / "r.json"
+    args = ["eval", "--format", "synthetic", "--num-videos", "1", "--quiet", "--json"]
+    assert main([*args, str(report)]) == 0
+    assert "model input resolution 48x40, metrics at 256x256" in capsys.readouterr().out
+    assert json.loads(report.read_text())["input_resolution"] == [48, 40]
+    assert main([*args, str(report), "--input-resolution", "64x64"]) == 0
+    assert json.loads(report.read_text())["input_resolution"] == [64, 64]
+    assert main([*args, str(report), "--baseline-only"]) == 0
+    assert json.loads(report.read_text())["input_resolution"] == [256, 256]
+
+
 def test_the_shipped_weights_load_and_fit_the_size_limit():
     w = load_shipped()
     assert w is not None, f"the package must ship {shipped_path()}"

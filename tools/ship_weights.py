@@ -1,23 +1,30 @@
 """Ships a training run as the package's own weights (a maintainer's tool; not installed).
 
     python tools/ship_weights.py --run RUN --eval EVAL.json --command "pips-jax train ..." \
-        [--eval-original EVAL6.json] [--validation VAL.json VAL6.json]
+        [--eval-original EVAL6.json] [--validation VAL.json VAL6.json] \
+        [--eval-at EVAL256.json ...] [--resolution-validation VAL256.json VAL384.json ...]
 
 1. writes RUN's latest parameters to ``src/pips_jax/assets/<name>.safetensors``;
 2. appends RUN to the card ``<name>.json`` as the next training stage (its command,
    TrainConfig, data seed, steps, training time, what it started from) and sets the
    card's top-level fields: description, latest command and data seed, total steps and
    time, the benchmark scores from EVAL.json (``pips-jax eval --format synthetic --json
-   --iters N`` on the new weights, N the card's ``iters``: a run folder has no card, so
-   its evaluation runs 6 iterations unless told; a report of another count is refused)
+   --iters N --input-resolution R`` on the new weights, N the card's ``iters`` and R its
+   ``input_resolution``: a run folder has no card, so its evaluation runs 6 iterations
+   at 256x256 unless told; a report of another count or resolution is refused)
    and the held-out curve of every stage, steps counted over all stages; with
    ``--eval-original``, the same benchmark at the original's 6 iterations as
    ``evaluation.model_6_iterations``; with ``--validation`` (the card's count, then 6, on
    clips of another seed), the new weights' entry in ``iters_validation`` and the
-   ``iters_choice`` sentence written from all its entries;
+   ``iters_choice`` sentence written from all its entries; with ``--eval-at``, the
+   benchmark at other input resolutions as ``evaluation.model_input_<H>x<W>``; with
+   ``--resolution-validation`` (the card's count at several input resolutions, the
+   card's among them, on clips of another seed), the new weights' entry in
+   ``input_resolution_validation`` and the ``input_resolution_choice`` sentence;
 3. plots that curve into ``docs/small_synthetic_training.png``;
-4. tracks the demo clip with the new weights (the card's ``iters``) into
-   ``docs/demo_small_synthetic.gif`` (64 colours) and prints the demo's median error.
+4. tracks the demo clip with the new weights (the card's ``iters`` and input
+   resolution) into ``docs/demo_small_synthetic.gif`` (64 colours) and prints the demo's
+   median error.
 
 The READMEs' prose and tables are edited by hand afterwards. Decide whether to ship
 from EVAL.json first: a new version replaces the shipped one only when clearly better.
@@ -36,7 +43,7 @@ from pips_jax.checkpoint.store import atomic_write_bytes
 from pips_jax.config import DEFAULT_ITERS
 from pips_jax.training.heldout import REPORTED
 from pips_jax.training.log import read_records
-from pips_jax.weights import SHIPPED_NAME, Weights, load_weights
+from pips_jax.weights import CLIP_INPUT_RESOLUTION, SHIPPED_NAME, Weights, load_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / "src" / "pips_jax" / "assets"
@@ -52,16 +59,33 @@ def _stage_phrase(stage: dict) -> str:
     return f"{stage['steps']} steps on {h}x{w} crops"
 
 
-def benchmark_scores(report: dict, iters: int) -> dict:
+def _hw(resolution) -> str:
+    return "x".join(str(v) for v in resolution)
+
+
+def card_resolution(card: dict) -> tuple[int, int]:
+    """The ``(H, W)`` the card's weights run at on 256x256 clips (its
+    ``input_resolution``, else the default of ``pips-jax eval``)."""
+    return tuple(card.get("input_resolution") or CLIP_INPUT_RESOLUTION)
+
+
+def benchmark_scores(report: dict, iters: int, resolution: tuple[int, int]) -> dict:
     """The model's scores in a ``pips-jax eval --json`` report, checked to have been
-    measured with ``iters`` refinement iterations per window (the card's count; the
-    report's ``weights`` field ends with "iterations per window: N")."""
+    measured with ``iters`` refinement iterations per window (the report's ``weights``
+    field ends with "iterations per window: N") at the model input ``resolution``
+    ``(H, W)`` (the report's ``input_resolution``)."""
     found = Weights.described_iters(report["weights"])
     if found != iters:
         raise ValueError(
             f"expected an evaluation with the card's {iters} iterations per window, found "
             f"{'no count' if found is None else found} in {report['weights']!r} "
             f"(run pips-jax eval with --iters {iters})"
+        )
+    found = tuple(report["input_resolution"])
+    if found != tuple(resolution):
+        raise ValueError(
+            f"expected an evaluation at model input resolution {_hw(resolution)}, found "
+            f"{_hw(found)} (run pips-jax eval with --input-resolution {_hw(resolution)})"
         )
     return report["scores"]["pips"]
 
@@ -112,6 +136,7 @@ def iteration_evidence(
             where the original's count beats the card's on delta_avg.
     """
     iters, stage = card.get("iters", DEFAULT_ITERS), len(card["stages"])
+    resolution = card_resolution(card)
     new = dict(card)
     if original is not None:
         if _dataset(original) != _dataset(benchmark):
@@ -119,7 +144,7 @@ def iteration_evidence(
                 f"expected --eval-original on the benchmark's {_dataset(benchmark)!r}, "
                 f"found {_dataset(original)!r}"
             )
-        scores = benchmark_scores(original, DEFAULT_ITERS)
+        scores = benchmark_scores(original, DEFAULT_ITERS, resolution)
         new["evaluation"] = {
             **card["evaluation"],
             f"model_{DEFAULT_ITERS}_iterations": _rounded(scores),
@@ -141,8 +166,8 @@ def iteration_evidence(
         raise ValueError(
             f"expected validation clips other than the benchmark's, found {_dataset(mine)!r}"
         )
-    card_scores = _rounded(benchmark_scores(mine, iters))
-    original_scores = _rounded(benchmark_scores(theirs, DEFAULT_ITERS))
+    card_scores = _rounded(benchmark_scores(mine, iters, resolution))
+    original_scores = _rounded(benchmark_scores(theirs, DEFAULT_ITERS, resolution))
     if card_scores[DECIDING] < original_scores[DECIDING]:
         raise ValueError(
             f"expected the card's {iters} iterations to beat {DEFAULT_ITERS} on the validation "
@@ -185,6 +210,87 @@ def iters_sentence(iters: int, entries: list[dict], trained_with: bool = True) -
     )
     lead = "as for every earlier version checked" if every else "earlier versions"
     return f"{sentence} ({lead}: {listed})"
+
+
+def _by_size(key: str) -> int:
+    h, w = (int(v) for v in key.split("x"))
+    return h * w
+
+
+def resolution_evidence(
+    card: dict,
+    benchmark: dict,
+    others: tuple[dict, ...] = (),
+    validation: tuple[dict, ...] | None = None,
+) -> dict:
+    """The card with the new weights' evidence for their model input resolution on
+    256x256 clips (the card's ``input_resolution``, the default of ``demo`` and ``eval``).
+
+    Args:
+        card: the card after :func:`next_card` (its last stage the new weights).
+        benchmark: the ``pips-jax eval --json`` report its scores came from.
+        others: the same benchmark at other input resolutions (the card's iterations),
+            each stored as ``evaluation.model_input_<H>x<W>``.
+        validation: reports on clips of another seed with the card's iterations, one
+            per input resolution, the card's among them, or None; appended to
+            ``input_resolution_validation`` (one entry per version checked), from which
+            the ``input_resolution_choice`` sentence is written.
+
+    Raises:
+        ValueError: a report of the wrong iteration count or dataset, no validation
+            report at the card's resolution, or one at another resolution that beats it
+            on delta_avg.
+    """
+    iters, mine = card.get("iters", DEFAULT_ITERS), _hw(card_resolution(card))
+    new = dict(card)
+    evaluation = dict(card["evaluation"])
+    for report in others:
+        if _dataset(report) != _dataset(benchmark):
+            raise ValueError(
+                f"expected --eval-at on the benchmark's {_dataset(benchmark)!r}, "
+                f"found {_dataset(report)!r}"
+            )
+        res = tuple(report["input_resolution"])
+        evaluation[f"model_input_{_hw(res)}"] = _rounded(benchmark_scores(report, iters, res))
+    new["evaluation"] = evaluation
+    if validation is None:
+        return new
+    datasets = sorted({_dataset(r) for r in validation})
+    if len(datasets) != 1:
+        raise ValueError(
+            f"expected every resolution validation report on the same clips, found {datasets}"
+        )
+    if datasets[0] == _dataset(benchmark):
+        raise ValueError(
+            f"expected validation clips other than the benchmark's, found {datasets[0]!r}"
+        )
+    scores = {}
+    for report in validation:
+        res = tuple(report["input_resolution"])
+        scores[_hw(res)] = _rounded(benchmark_scores(report, iters, res))
+    if mine not in scores:
+        raise ValueError(
+            f"expected a validation report at the card's input resolution {mine}, found "
+            f"{', '.join(scores)}"
+        )
+    best = max(scores, key=lambda k: scores[k][DECIDING])
+    if scores[best][DECIDING] > scores[mine][DECIDING]:
+        raise ValueError(
+            f"expected the card's input resolution {mine} to score best on the validation "
+            f"clips, found {best} with {_score(scores[best], DECIDING)} against "
+            f"{_score(scores[mine], DECIDING, label=False)} (change the card's "
+            "input_resolution first)"
+        )
+    entry = {"stage": len(card["stages"]), "dataset": datasets[0], **scores}
+    new["input_resolution_validation"] = [*card.get("input_resolution_validation", []), entry]
+    rest = sorted((k for k in scores if k != mine), key=_by_size)
+    new["input_resolution_choice"] = (
+        f"a model input of {mine} for 256x256 clips (frames resized to it, tracks mapped "
+        f"back) is their default in demo and eval: on validation clips ({datasets[0]}; not "
+        f"the benchmark's) with {iters} iterations it scored {_shown(scores[mine])}, against "
+        + "; ".join(f"{_shown(scores[k], labels=False)} at {k}" for k in rest)
+    )
+    return new
 
 
 def next_card(card: dict, config: dict, records: list[dict], scores: dict, command: str) -> dict:
@@ -296,15 +402,27 @@ def plot_curve(card: dict, out: Path) -> None:
     atomic_write_bytes(out, png.getvalue())
 
 
-def demo_gif(weights_path: Path, out: Path, iters: int | None = None) -> dict:
+def demo_gif(
+    weights_path: Path,
+    out: Path,
+    iters: int | None = None,
+    resolution: tuple[int, int] | None = None,
+) -> dict:
     """Tracks the demo clip with ``weights_path`` (``iters`` refinement iterations per
-    window, default 6) and writes a 64-colour GIF to ``out``."""
+    window, default 6; model input ``resolution`` ``(H, W)``, default 256x256) and writes
+    a 64-colour GIF to ``out``."""
     from PIL import Image, ImageSequence
 
     from pips_jax.demo import run_demo
 
     with tempfile.TemporaryDirectory() as tmp:
-        summary = run_demo(Path(tmp), load_weights(weights_path), viz_format="gif", iters=iters)
+        summary = run_demo(
+            Path(tmp),
+            load_weights(weights_path),
+            viz_format="gif",
+            iters=iters,
+            resolution=resolution,
+        )
         frames, durations = [], []
         with Image.open(Path(tmp) / "demo_tracks.gif") as im:
             for frame in ImageSequence.Iterator(im):
@@ -342,6 +460,22 @@ def main(argv: list[str] | None = None) -> int:
         help=f"pips-jax eval --json on clips of another --seed, with the card's iters and "
         f"with --iters {DEFAULT_ITERS}",
     )
+    p.add_argument(
+        "--eval-at",
+        type=Path,
+        nargs="+",
+        default=(),
+        metavar="EVAL",
+        help="pips-jax eval --json of the same benchmark at other --input-resolution values",
+    )
+    p.add_argument(
+        "--resolution-validation",
+        type=Path,
+        nargs="+",
+        metavar="VAL",
+        help="pips-jax eval --json on clips of another --seed, one per --input-resolution, "
+        "the card's among them",
+    )
     p.add_argument("--name", default=SHIPPED_NAME, help="the shipped weights' name")
     args = p.parse_args(argv)
 
@@ -356,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
             card,
             json.loads((args.run / "config.json").read_text()),
             read_records(args.run / "metrics.jsonl"),
-            benchmark_scores(report, iters),
+            benchmark_scores(report, iters, card_resolution(card)),
             args.command,
         )
         card = iteration_evidence(
@@ -365,13 +499,21 @@ def main(argv: list[str] | None = None) -> int:
             json.loads(args.eval_original.read_text()) if args.eval_original else None,
             tuple(json.loads(v.read_text()) for v in args.validation) if args.validation else None,
         )
+        card = resolution_evidence(
+            card,
+            report,
+            tuple(json.loads(v.read_text()) for v in args.eval_at),
+            tuple(json.loads(v.read_text()) for v in args.resolution_validation)
+            if args.resolution_validation
+            else None,
+        )
     except ValueError as e:
         print(f"ship_weights: {e}", file=sys.stderr)
         return 2
     weights = export_params(args.run, ASSETS / f"{args.name}.safetensors")
     atomic_write_bytes(card_path, (json.dumps(card, indent=1) + "\n").encode())
     plot_curve(card, DOCS / "small_synthetic_training.png")
-    summary = demo_gif(weights, DOCS / "demo_small_synthetic.gif", iters)
+    summary = demo_gif(weights, DOCS / "demo_small_synthetic.gif", iters, card_resolution(card))
     print(json.dumps(card["evaluation"], indent=1))
     print(
         f"demo: median error {summary['median_error_px']:.2f} px, "

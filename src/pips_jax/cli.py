@@ -55,6 +55,20 @@ def _add_output_args(p: argparse.ArgumentParser, out: str, viz: str) -> None:
     )
 
 
+def _add_clip_resolution_arg(p: argparse.ArgumentParser) -> None:
+    """The model's input resolution on 256x256 clips (``demo`` and ``eval``)."""
+    p.add_argument(
+        "--input-resolution",
+        type=_resolution,
+        default=None,
+        metavar="HxW",
+        help=(
+            "resolution the model runs at; frames are resized to it and tracks mapped back "
+            "(default: the weights' recommended one, else 256x256)"
+        ),
+    )
+
+
 def _config(args: argparse.Namespace):
     from pips_jax.config import ModelConfig
 
@@ -156,10 +170,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     weights = load_weights(args.checkpoint)
     out_dir = make_output_dir(args.out)
     iters = weights.inference_iters(args.iters)
+    resolution = weights.clip_input_resolution(args.input_resolution)
     print(f"weights: {weights.describe(iters)}", file=sys.stderr)
-    s = run_demo(out_dir, weights, viz_format=args.viz_format, iters=iters, progress=not args.quiet)
+    s = run_demo(
+        out_dir,
+        weights,
+        viz_format=args.viz_format,
+        iters=iters,
+        progress=not args.quiet,
+        resolution=resolution,
+    )
     print(
-        f"demo: tracked {s['points']} points through {s['frames']} frames in {s['seconds']:.1f} s; "
+        f"demo: tracked {s['points']} points through {s['frames']} frames "
+        f"at {resolution[0]}x{resolution[1]} in {s['seconds']:.1f} s; "
         f"visible points: median error {s['median_error_px']:.2f} px, {100 * s['within_4px']:.0f}% within 4 px; "
         f"occlusion accuracy {100 * s['occlusion_accuracy']:.0f}% -> {', '.join(str(p) for p in s['paths'])}"
     )
@@ -170,18 +193,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from pips_jax.checkpoint.store import atomic_write_bytes
     from pips_jax.evaluation.runner import evaluate, load_samples, tracker_predictor
     from pips_jax.tracker import Tracker
+    from pips_jax.weights import CLIP_INPUT_RESOLUTION
 
     predictors, description = {}, "none (baseline only)"
+    resolution = args.input_resolution or CLIP_INPUT_RESOLUTION
     if not args.baseline_only:
         from pips_jax.weights import load_weights
 
         weights = load_weights(args.checkpoint)
         iters = weights.inference_iters(args.iters)
+        resolution = weights.clip_input_resolution(args.input_resolution)
         description = weights.describe(iters)
         tracker = Tracker(
             weights.params,
             weights.config,
-            resolution=args.input_resolution,
+            resolution=resolution,
             iters=iters,
             compute_dtype=args.precision,
         )
@@ -195,7 +221,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         dataset=dataset,
         fmt=args.format,
-        input_resolution=tuple(args.input_resolution),
+        input_resolution=tuple(resolution),
         weights=description,
     )
     print(report.table())
@@ -446,6 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_run_args(p)
     _add_output_args(p, "pips_demo", "gif")
+    _add_clip_resolution_arg(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser(
@@ -466,13 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="synthetic",
     )
     p.add_argument("--query-mode", choices=("first", "strided"), default="first")
-    p.add_argument(
-        "--input-resolution",
-        type=_resolution,
-        default=(256, 256),
-        metavar="HxW",
-        help="resolution the model runs at (default 256x256)",
-    )
+    _add_clip_resolution_arg(p)
     p.add_argument(
         "--num-videos",
         type=int,

@@ -28,8 +28,13 @@ def run_demo(
     iters: int | None = None,
     progress: bool = False,
     compute_dtype: str = "float32",
+    resolution: tuple[int, int] | None = None,
 ) -> dict:
     """Tracks the demo clip's points and writes tracks and a visualization.
+
+    The 256x256 clip is resized to ``resolution`` ``(H, W)`` for the model (default:
+    the weights' own input resolution for clips, else 256x256) and the tracks are
+    mapped back to the clip's pixels.
 
     Returns:
         A summary dict: output paths, frames, points, seconds, and the median error
@@ -43,7 +48,7 @@ def run_demo(
     tracker = Tracker(
         weights.params,
         weights.config,
-        resolution=(256, 256),
+        resolution=weights.clip_input_resolution(resolution),
         iters=weights.inference_iters(iters),
         progress=progress,
     )

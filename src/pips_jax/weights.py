@@ -20,6 +20,9 @@ from pips_jax.errors import CheckpointError
 from pips_jax.model.pips import Params
 
 SHIPPED_NAME = "pips-jax-small-synthetic"
+#: (H, W) frames of 256x256 clips are resized to for the model in ``eval`` and ``demo``
+#: when neither the command nor the weights' card says otherwise (TAP-Vid's size).
+CLIP_INPUT_RESOLUTION = (256, 256)
 ASSETS = Path(__file__).resolve().parent / "assets"
 
 
@@ -35,6 +38,10 @@ class Weights:
             (then callers use their own default).
         iters: refinement iterations per window the weights are best used with, or
             None (then :data:`DEFAULT_ITERS`, the original's).
+        input_resolution: ``(H, W)`` the model runs at on 256x256 clips (``eval`` and
+            ``demo``; frames are resized to it and tracks mapped back), or None (then
+            :data:`CLIP_INPUT_RESOLUTION`). ``track`` keeps its own default for real
+            videos.
     """
 
     params: Params
@@ -42,12 +49,20 @@ class Weights:
     description: str
     resolution: tuple[int, int] | None = None
     iters: int | None = None
+    input_resolution: tuple[int, int] | None = None
 
     def inference_iters(self, requested: int | None = None) -> int:
         """``requested`` if given, else the weights' own count, else :data:`DEFAULT_ITERS`."""
         if requested is not None:
             return requested
         return self.iters if self.iters is not None else DEFAULT_ITERS
+
+    def clip_input_resolution(self, requested: tuple[int, int] | None = None) -> tuple[int, int]:
+        """``requested`` if given, else the weights' own input resolution for 256x256
+        clips, else :data:`CLIP_INPUT_RESOLUTION`; ``(H, W)``."""
+        if requested is not None:
+            return tuple(requested)
+        return self.input_resolution or CLIP_INPUT_RESOLUTION
 
     def describe(self, iters: int) -> str:
         """The description with the iteration count used, for messages and reports
@@ -86,12 +101,14 @@ def load_shipped() -> Weights | None:
     res = card.get("resolution") or meta.get("resolution")
     if isinstance(res, str):
         res = [int(v) for v in res.split("x")]
+    clip_res = card.get("input_resolution")
     return Weights(
         params,
         config,
         f"pips-jax's own weights '{SHIPPED_NAME}' (trained on synthetic clips; {path})",
         tuple(res) if res else None,
         card.get("iters"),
+        tuple(clip_res) if clip_res else None,
     )
 
 
