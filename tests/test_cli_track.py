@@ -159,6 +159,24 @@ def test_demo_runs_offline_and_reports_accuracy(files, tmp_path, capsys):
     assert res.resolution == (256, 256)  # a checkpoint without a card: the default
 
 
+def test_demo_runs_at_the_requested_precision(files, tmp_path, monkeypatch):
+    from pips_jax import demo
+
+    seen = []
+
+    class Recording(demo.Tracker):
+        def __init__(self, *args, **kwargs):
+            seen.append(kwargs.get("compute_dtype"))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(demo, "Tracker", Recording)
+    _, ckpt, _ = files
+    args = ["demo", "--checkpoint", str(ckpt), "--iters", "1", "--quiet", "--precision"]
+    assert main([*args, "bfloat16", "--out", str(tmp_path / "a")]) == 0
+    assert main([*args, "float32", "--out", str(tmp_path / "b")]) == 0
+    assert seen == ["bfloat16", "float32"]
+
+
 def test_demo_without_weights_says_how_to_get_them(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PIPS_JAX_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.setattr("pips_jax.weights.ASSETS", tmp_path / "no-shipped-weights")

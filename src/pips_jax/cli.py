@@ -178,6 +178,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         viz_format=args.viz_format,
         iters=iters,
         progress=not args.quiet,
+        compute_dtype=args.precision,
         resolution=resolution,
     )
     print(

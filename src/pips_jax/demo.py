@@ -51,6 +51,7 @@ def run_demo(
         resolution=weights.clip_input_resolution(resolution),
         iters=weights.inference_iters(iters),
         progress=progress,
+        compute_dtype=compute_dtype,
     )
     result = tracker.track(clip.video, queries=queries)
     visible = ~clip.occluded
