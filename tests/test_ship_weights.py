@@ -180,7 +180,7 @@ def test_a_validation_that_favours_the_original_count_or_reuses_the_benchmark_is
     with pytest.raises(ValueError, match="expected validation clips other than the benchmark's"):
         ship.iteration_evidence(new, _report(0.5, 4), validation=same)
     mixed = (_report(0.6, 4, seed=2000), _report(0.5, 6, seed=3000))
-    with pytest.raises(ValueError, match="expected both validation reports on the same clips"):
+    with pytest.raises(ValueError, match="expected every validation report on the same clips"):
         ship.iteration_evidence(new, _report(0.5, 4), validation=mixed)
 
 
@@ -245,5 +245,5 @@ def test_a_resolution_validation_that_favours_another_resolution_is_refused():
     with pytest.raises(ValueError, match="expected validation clips other than the benchmark's"):
         ship.resolution_evidence(new, bench, validation=(_val(0.6, (384, 384), seed=1000),))
     mixed = (_val(0.6, (384, 384)), _val(0.5, (256, 256), seed=3000))
-    with pytest.raises(ValueError, match="expected every resolution validation report on the same"):
+    with pytest.raises(ValueError, match="expected every validation report on the same clips"):
         ship.resolution_evidence(new, bench, validation=mixed)

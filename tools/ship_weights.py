@@ -114,6 +114,19 @@ def _dataset(report: dict) -> str:
     return report.get("dataset", "an unnamed dataset")
 
 
+def _validation_clips(reports, benchmark: dict) -> str:
+    """The one dataset all validation ``reports`` ran on, checked not to be the
+    ``benchmark`` report's."""
+    datasets = sorted({_dataset(r) for r in reports})
+    if len(datasets) != 1:
+        raise ValueError(f"expected every validation report on the same clips, found {datasets}")
+    if datasets[0] == _dataset(benchmark):
+        raise ValueError(
+            f"expected validation clips other than the benchmark's, found {datasets[0]!r}"
+        )
+    return datasets[0]
+
+
 def iteration_evidence(
     card: dict,
     benchmark: dict,
@@ -157,15 +170,7 @@ def iteration_evidence(
             f"--validation, found iters {iters}"
         )
     mine, theirs = validation
-    if _dataset(mine) != _dataset(theirs):
-        raise ValueError(
-            f"expected both validation reports on the same clips, found {_dataset(mine)!r} "
-            f"and {_dataset(theirs)!r}"
-        )
-    if _dataset(mine) == _dataset(benchmark):
-        raise ValueError(
-            f"expected validation clips other than the benchmark's, found {_dataset(mine)!r}"
-        )
+    dataset = _validation_clips(validation, benchmark)
     card_scores = _rounded(benchmark_scores(mine, iters, resolution))
     original_scores = _rounded(benchmark_scores(theirs, DEFAULT_ITERS, resolution))
     if card_scores[DECIDING] < original_scores[DECIDING]:
@@ -176,7 +181,7 @@ def iteration_evidence(
         )
     entry = {
         "stage": stage,
-        "dataset": _dataset(mine),
+        "dataset": dataset,
         str(iters): card_scores,
         str(DEFAULT_ITERS): original_scores,
     }
@@ -255,15 +260,7 @@ def resolution_evidence(
     new["evaluation"] = evaluation
     if validation is None:
         return new
-    datasets = sorted({_dataset(r) for r in validation})
-    if len(datasets) != 1:
-        raise ValueError(
-            f"expected every resolution validation report on the same clips, found {datasets}"
-        )
-    if datasets[0] == _dataset(benchmark):
-        raise ValueError(
-            f"expected validation clips other than the benchmark's, found {datasets[0]!r}"
-        )
+    dataset = _validation_clips(validation, benchmark)
     scores = {}
     for report in validation:
         res = tuple(report["input_resolution"])
@@ -281,12 +278,12 @@ def resolution_evidence(
             f"{_score(scores[mine], DECIDING, label=False)} (change the card's "
             "input_resolution first)"
         )
-    entry = {"stage": len(card["stages"]), "dataset": datasets[0], **scores}
+    entry = {"stage": len(card["stages"]), "dataset": dataset, **scores}
     new["input_resolution_validation"] = [*card.get("input_resolution_validation", []), entry]
     rest = sorted((k for k in scores if k != mine), key=_by_size)
     new["input_resolution_choice"] = (
         f"a model input of {mine} for 256x256 clips (frames resized to it, tracks mapped "
-        f"back) is their default in demo and eval: on validation clips ({datasets[0]}; not "
+        f"back) is their default in demo and eval: on validation clips ({dataset}; not "
         f"the benchmark's) with {iters} iterations it scored {_shown(scores[mine])}, against "
         + "; ".join(f"{_shown(scores[k], labels=False)} at {k}" for k in rest)
     )
