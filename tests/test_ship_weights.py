@@ -158,11 +158,13 @@ def test_the_validation_writes_the_iteration_sentence_from_every_version():
     new = ship.iteration_evidence(new, _report(0.5, 4), validation=val)
     assert [e["stage"] for e in new["iters_validation"]] == [2, 3]
     assert new["iters_validation"][-1]["4"] == _scores(0.6034)
+    assert new["iters_validation"][-1]["input_resolution"] == [256, 256]
     # Hand-written: delta_avg and OA in percent with one decimal, the median in px.
     assert new["iters_choice"] == (
         "4 refinement iterations per window, the count the weights were trained with, is their "
         "default in track, demo and eval: on validation clips (generated: 16 clips, seed 2000; "
-        "not the benchmark's) 4 iterations scored delta_avg 60.3, median 0.60 px, OA 60.3 "
+        "not the benchmark's), with model input 256x256, 4 iterations scored delta_avg 60.3, median "
+        "0.60 px, OA 60.3 "
         "against 55.0, 0.55 px, 55.0 with the original's 6 (as for every earlier version "
         "checked: stage 2's weights 50.0, 0.50 px, 50.0 against 45.0, 0.45 px, 45.0)"
     )

@@ -182,6 +182,7 @@ def iteration_evidence(
     entry = {
         "stage": stage,
         "dataset": dataset,
+        "input_resolution": list(resolution),
         str(iters): card_scores,
         str(DEFAULT_ITERS): original_scores,
     }
@@ -202,7 +203,8 @@ def iters_sentence(iters: int, entries: list[dict], trained_with: bool = True) -
     sentence = (
         f"{iters} refinement iterations per window{why} "
         f"is their default in track, demo and eval: on validation clips ({last['dataset']}; not "
-        f"the benchmark's) {iters} iterations scored {_shown(last[mine])} against "
+        f"the benchmark's), with model input {_hw(last['input_resolution'])}, {iters} iterations "
+        f"scored {_shown(last[mine])} against "
         f"{_shown(last[theirs], labels=False)} with the original's {DEFAULT_ITERS}"
     )
     if not older:
