@@ -138,6 +138,7 @@ def test_the_shipped_weights_load_and_fit_the_size_limit():
     for key in ("training_command", "data_seed", "config", "evaluation", "iters"):
         assert key in card, f"the shipped weights' card lacks {key!r}"
     assert w.iters == card["iters"] >= 1
+    assert w.clip_input_resolution() == tuple(card.get("input_resolution", (256, 256)))
 
 
 def test_the_shipped_weights_track_better_than_standing_still(tmp_path):
