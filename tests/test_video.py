@@ -2,6 +2,10 @@
 
 import inspect
 import os
+import re
+import struct
+import warnings
+from collections.abc import Iterator
 from fractions import Fraction
 
 import av
@@ -10,7 +14,7 @@ import pytest
 from PIL import Image
 
 from pips_jax import video
-from pips_jax.errors import InputError
+from pips_jax.errors import InputError, PipsWarning
 from pips_jax.video import VideoInfo, load_video, probe_video, read_frames, write_video
 
 
@@ -67,7 +71,7 @@ def test_mp4_roundtrip(tmp_path):
     out = write_video(tmp_path / "a.mp4", frames, fps=24)
     assert out == tmp_path / "a.mp4" and out.stat().st_size > 0
     info = probe_video(out)
-    assert info == VideoInfo(12, 64, 96, 24.0, out)
+    assert info == VideoInfo(12, 64, 96, 24.0, out, 12)
     got, info2 = load_video(out)
     assert info2.num_frames == 12 and info2.fps == 24.0
     assert_close_frames(got, frames)
@@ -194,7 +198,7 @@ def test_png_folder_exact_and_natural_order(tmp_path):
     (tmp_path / "f" / ".hidden.png").write_bytes(b"junk")
     (tmp_path / "f" / "sub.png").mkdir()
     info = probe_video(tmp_path / "f")
-    assert info == VideoInfo(12, 20, 30, 0.0, tmp_path / "f")
+    assert info == VideoInfo(12, 20, 30, 0.0, tmp_path / "f", 12)
     got, info2 = load_video(tmp_path / "f")
     assert info2.num_frames == 12
     np.testing.assert_array_equal(got, frames)  # frame2 before frame10
@@ -239,7 +243,7 @@ def test_load_video_arrays():
     frames = blocks(3, 8, 10)
     got, info = load_video(frames)
     np.testing.assert_array_equal(got, frames)
-    assert info == VideoInfo(3, 8, 10, 0.0, None)
+    assert info == VideoInfo(3, 8, 10, 0.0, None, 3)
     got, _ = load_video(frames[..., 0])
     np.testing.assert_array_equal(got, np.repeat(frames[..., :1], 3, -1))
     rgba = np.concatenate([frames, np.full((3, 8, 10, 1), 7, np.uint8)], -1)
@@ -279,12 +283,16 @@ def test_random_bytes_and_truncated(tmp_path):
     data = (tmp_path / "fs.mp4").read_bytes()
     (tmp_path / "fst.mp4").write_bytes(data[: len(data) // 2])
     (tmp_path / "empty.mp4").write_bytes(b"")
-    for name in ("r.mp4", "t.mp4", "fst.mp4", "empty.mp4"):
+    for name in ("r.mp4", "t.mp4", "empty.mp4"):
         p = tmp_path / name
         with pytest.raises(InputError) as err:
             load_video(p)
         one_line_with(err, p)
-    assert len(list(read_frames(tmp_path / "fst.mp4", stop=3))) == 3  # the start is fine
+    # With its index first, a truncated file is decoded up to where it ends, and says so.
+    with pytest.warns(PipsWarning, match="announces 40 frames but 16 decode") as w:
+        got, info = load_video(tmp_path / "fst.mp4")
+    assert str(tmp_path / "fst.mp4") in str(w[0].message) and info.num_frames == 16
+    np.testing.assert_array_equal(got[:12], load_video(tmp_path / "fs.mp4")[0][:12])
 
 
 def test_zero_frame_video(tmp_path):
@@ -398,3 +406,176 @@ def test_write_accepts_gray_and_rgba_frames(tmp_path):
     got, _ = load_video(tmp_path / "g.gif")
     assert got.shape == (2, 64, 96, 3)
     assert_close_frames(got[1:], frames[1:], tol=3.0)
+
+
+# ------------------------------------------- files that do not decode as announced
+def texture(t: int = 40, h: int = 48, w: int = 64) -> np.ndarray:
+    """Random 8x8-pixel blocks panning 1 px per frame: every frame is distinct, and
+    smooth enough that H.264 in yuv420p keeps it within a few levels."""
+    blocks = np.random.default_rng(0).integers(0, 256, ((h + t) // 8 + 1, (w + t) // 8 + 1, 3))
+    base = np.kron(blocks, np.ones((8, 8, 1))).astype(np.uint8)
+    return np.stack([base[i : i + h, i : i + w] for i in range(t)])
+
+
+def assert_same_order(got: np.ndarray, frames: np.ndarray) -> None:
+    """Each decoded frame is, of all the frames encoded, closest to the one at its index."""
+    assert len(got) == len(frames)
+    nearest = [int(np.argmin([mae(g, f) for f in frames])) for g in got]
+    np.testing.assert_array_equal(nearest, np.arange(len(frames)))
+
+
+def mp4_boxes(data: bytes, start: int = 0, end: int | None = None) -> Iterator[tuple]:
+    """``(type, offset, size, header size)`` of every box of an MP4 file, depth first."""
+    end = len(data) if end is None else end
+    while start + 8 <= end:
+        size, kind = struct.unpack(">I4s", data[start : start + 8])
+        header = 8
+        if size == 1:
+            size, header = struct.unpack(">Q", data[start + 8 : start + 16])[0], 16
+        yield kind, start, size, header
+        if kind in (b"moov", b"trak", b"edts", b"mdia", b"minf", b"stbl"):
+            yield from mp4_boxes(data, start + header, start + size)
+        start += size
+
+
+def edit_list(path, out, skip_start: int = 0, cut_end_ms: int = 0) -> None:
+    """Rewrites the edit list of a one-track MP4 so that the container still announces
+    every sample but presents ``skip_start`` frames fewer at the start (media time moved
+    on by that many 512-tick frames) or a ``cut_end_ms`` shorter duration: what phone
+    videos and trimmed files look like."""
+    data = bytearray(path.read_bytes())
+    _, off, _, header = next(b for b in mp4_boxes(bytes(data)) if b[0] == b"elst")
+    entry = off + header + 8  # version/flags, entry count
+    duration, media_time = struct.unpack(">Ii", data[entry : entry + 8])
+    struct.pack_into(">Ii", data, entry, duration - cut_end_ms, media_time + 512 * skip_start)
+    out.write_bytes(bytes(data))
+
+
+@pytest.fixture(scope="module")
+def h264(tmp_path_factory):
+    d = tmp_path_factory.mktemp("h264")
+    frames = texture()
+    write_pyav(d / "clip.mp4", frames, 30, "libx264")  # 15360 ticks/s: 512 per frame
+    write_pyav(d / "faststart.mp4", frames, 30, "libx264", movflags="+faststart")
+    return d, frames
+
+
+@pytest.mark.parametrize(
+    ("skip_start", "cut_end_ms", "first"), [(1, 0, 1), (2, 0, 2), (0, 34, 0)]
+)
+def test_container_announcing_more_frames_than_decode(h264, tmp_path, skip_start, cut_end_ms, first):
+    d, frames = h264
+    p = tmp_path / "edited.mp4"
+    edit_list(d / "clip.mp4", p, skip_start, cut_end_ms)
+    info = probe_video(p)
+    assert info.num_frames == 40  # the header still announces every sample
+    decoded = 40 - max(skip_start, cut_end_ms // 33)
+    with pytest.warns(PipsWarning, match=f"announces 40 frames but {decoded} decode") as w:
+        got = np.stack(list(read_frames(p)))
+    assert len(w) == 1 and str(p) in str(w[0].message)
+    # Frame i is the i-th frame presented: no index shift, every frame as decoded from
+    # the intact file.
+    np.testing.assert_array_equal(got, load_video(d / "clip.mp4")[0][first : first + decoded])
+    assert_same_order(got, frames[first : first + decoded])
+
+
+def test_file_cut_in_its_last_packet(h264, tmp_path):
+    d, frames = h264
+    src = d / "faststart.mp4"  # index first: cutting the end loses packets, not the index
+    with av.open(str(src)) as c:
+        last = max(p.pos for p in c.demux(c.streams.video[0]) if p.size)
+    p = tmp_path / "cut.mp4"
+    p.write_bytes(src.read_bytes()[:last])
+    with pytest.warns(PipsWarning, match="announces 40 frames but 39 decode"):
+        got = np.stack(list(read_frames(p)))
+    assert len(got) == 39
+    np.testing.assert_array_equal(got[:38], load_video(src)[0][:38])
+
+
+@pytest.mark.parametrize("name", ["clip.mp4", "clip.mov"])
+def test_corrupt_packet_in_the_middle_is_skipped_and_reported(h264, tmp_path, name):
+    d, frames = h264
+    src = d / name
+    if name == "clip.mov":
+        write_pyav(src, frames, 30, "mpeg4")
+    with av.open(str(src)) as c:
+        packets = sorted((p.pos, p.size, float(p.pts * p.time_base)) for p in c.demux() if p.size)
+    pos, size, when = packets[25]
+    data = bytearray(src.read_bytes())
+    data[pos : pos + size] = b"\0" * size  # what a bad sector or a broken copy leaves
+    p = tmp_path / name
+    p.write_bytes(bytes(data))
+    with pytest.warns(PipsWarning) as w:
+        got = np.stack(list(read_frames(p)))
+    messages = [str(m.message) for m in w]
+    assert len(got) == 39
+    skipped = [m for m in messages if "skipped 1 corrupt packet" in m and "39 decoded frames" in m]
+    assert len(skipped) == 1, messages
+    # The refused packet is the damaged one or one that refers to it (B-frames).
+    at = float(re.search(r"\(at ([0-9.]+) s\)", skipped[0]).group(1))
+    assert abs(at - when) <= 0.2
+    assert any("announces 40 frames but 39 decode" in m for m in messages)
+    # The frames before the damage decode exactly as from the intact file.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        intact = load_video(src)[0]
+    before = [i for i in range(40) if i / 30 < when - 0.1]
+    np.testing.assert_array_equal(got[before], intact[before])
+
+
+def test_matroska_without_a_frame_count(h264, tmp_path):
+    _, frames = h264
+    p = tmp_path / "clip.webm"
+    write_pyav(p, frames, 30, "libvpx-vp9")
+    info = probe_video(p)
+    assert info.num_frames is None and info.estimated_frames == 40  # duration x rate
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a file that decodes as announced: no warning
+        got = np.stack(list(read_frames(p)))
+    assert_same_order(got, frames)
+    # Cut short, it says so: the duration promised about 40 frames.
+    data = p.read_bytes()
+    cut = tmp_path / "cut.webm"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.warns(PipsWarning, match="duration suggests about 40 frames but"):
+        got = list(read_frames(cut))
+    assert 5 < len(got) < 35
+
+
+def test_variable_frame_rate(tmp_path):
+    frames = texture(24)
+    gaps = np.array([1, 1, 2, 1, 3, 1, 1, 2] * 3)  # in 1/60 s
+    pts = np.concatenate([[0], np.cumsum(gaps[:-1])])
+    p = tmp_path / "vfr.mp4"
+    with av.open(str(p), "w") as c:
+        s = c.add_stream("libx264", rate=60)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        s.codec_context.time_base = Fraction(1, 60)
+        for f, t in zip(frames, pts, strict=True):
+            vf = av.VideoFrame.from_ndarray(f, format="rgb24")
+            vf.pts, vf.time_base = int(t), Fraction(1, 60)
+            for packet in s.encode(vf):
+                c.mux(packet)
+        for packet in s.encode():
+            c.mux(packet)
+    with av.open(str(p)) as c:  # it really is variable: the stored timestamps
+        stamps = sorted(fr.pts for fr in c.decode(video=0))
+    steps = np.diff(stamps)
+    assert len(set(steps.tolist())) == 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = np.stack(list(read_frames(p)))
+    assert probe_video(p).num_frames == 24
+    assert_same_order(got, frames)
+
+
+def test_read_frames_step(tmp_path):
+    frames = blocks(20)
+    write_video(tmp_path / "a.mp4", frames, fps=20)
+    save_folder(tmp_path / "f", frames)
+    for src, tol in ((tmp_path / "a.mp4", 6.0), (tmp_path / "f", 0.0)):
+        got = np.stack(list(read_frames(src, start=3, stop=17, step=4)))
+        assert len(got) == 4  # 3, 7, 11, 15
+        assert_close_frames(got, frames[3:17:4], tol=max(tol, 1e-9))
+    with pytest.raises(InputError, match="step=0; expected a positive integer"):
+        read_frames(tmp_path / "a.mp4", step=0)

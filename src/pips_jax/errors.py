@@ -16,3 +16,9 @@ class CheckpointError(PipsError):
 
 class InputError(PipsError):
     """Frames or points do not have the shape, dtype or convention that is expected."""
+
+
+class PipsWarning(UserWarning):
+    """Something pips_jax did with the input that the user should know about (a video
+    whose container announces more frames than decode, a working resolution that
+    stretches the frames); the command line prints each one on one line."""

@@ -16,6 +16,17 @@ Conversions applied to every input (arrays, video files and images alike):
   rotation metadata of phone videos is **not** applied: frames are returned as stored,
   so track coordinates always refer to the stored pixels.
 
+Decoding trusts the frames, not the header: a video has the frames that decode, in
+decoding order, and frame ``i`` is the ``i``-th of them. Containers routinely announce
+a frame or two more (or fewer) than decode (edit lists of phone videos, trimmed files,
+B-frame delays), so the header's count is only an estimate
+(:attr:`VideoInfo.num_frames`). A packet the decoder refuses (corrupt data) is
+skipped, and a file that becomes unreadable part-way (truncated) ends there; when a
+file has been read to its end, every such departure (announced vs decoded count,
+skipped packets and where, an early end) is reported once as a
+:class:`~pips_jax.errors.PipsWarning` naming the file, so no frame index shifts
+silently.
+
 Image folders: every file whose extension is one of :data:`IMAGE_EXTENSIONS` (any
 case; names starting with ``.`` are skipped), in natural order (``frame2`` before
 ``frame10``). They have no frame rate: :attr:`VideoInfo.fps` is ``0.0`` (unknown), as
@@ -39,6 +50,7 @@ import contextlib
 import os
 import re
 import secrets
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -47,7 +59,7 @@ from typing import Any
 
 import numpy as np
 
-from pips_jax.errors import InputError
+from pips_jax.errors import InputError, PipsWarning
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 """Extensions of the images read from a folder of frames (compared case-insensitively)."""
@@ -64,11 +76,16 @@ class VideoInfo:
     """What is known about a video before (or after) decoding it.
 
     Attributes:
-        num_frames: number of frames, or ``None`` where the container does not say
-            (Matroska/WebM, some streams) and only decoding can tell.
+        num_frames: for a video file, the number of frames its container header
+            announces, or ``None`` where it does not say (Matroska/WebM, some streams);
+            only an estimate: what decodes is the truth (see :func:`read_frames`). For
+            a folder or an array (and after :func:`load_video`), the exact count.
         height, width: frame size in pixels.
         fps: frames per second; ``0.0`` when unknown (image folders, arrays).
         path: the file or folder, ``None`` for an array.
+        estimated_frames: ``num_frames``, or where the header has no count the one the
+            container's duration and frame rate suggest (``None`` if neither is known);
+            for progress bars and early checks only.
     """
 
     num_frames: int | None
@@ -76,6 +93,7 @@ class VideoInfo:
     width: int
     fps: float
     path: Path | None = None
+    estimated_frames: int | None = None
 
 
 # ------------------------------------------------------------------- helpers
@@ -203,35 +221,119 @@ def _stream_fps(stream: Any) -> float:
     return 0.0
 
 
-def _decode_frames(path: Path, container: Any) -> Iterator[Any]:
-    """Decoded PyAV frames of the first video stream; FFmpeg errors become InputError.
+def announced_frames(container: Any) -> int | None:
+    """The frame count the container's header announces, or None where it has none.
 
-    An MP4/MOV file stores its number of samples in its header: when decoding reaches
-    the end before that many packets were read, the file is truncated (FFmpeg itself
-    stops silently there), and this raises.
+    Only an estimate: edit lists, trimmed files and B-frame delays make containers
+    routinely announce a frame or two more (or fewer) than decode.
+    """
+    n = int(container.streams.video[0].frames or 0)
+    return n or None
+
+
+def _duration_frames(container: Any) -> int | None:
+    """The frame count the container's duration and frame rate suggest (no header count)."""
+    stream = container.streams.video[0]
+    seconds = None
+    if stream.duration and stream.time_base:
+        seconds = float(stream.duration * stream.time_base)
+    elif container.duration:
+        seconds = container.duration / 1_000_000  # AV_TIME_BASE
+    fps = _stream_fps(stream)
+    if not seconds or not fps:
+        return None
+    return max(1, round(seconds * fps))
+
+
+def _decode_frames(path: Path, container: Any) -> Iterator[Any]:
+    """Decoded PyAV frames of the first video stream: every frame the file yields.
+
+    The number of frames is what decodes, not what the header announces. A packet the
+    decoder refuses (corrupt data) is skipped and counted; a file that stops being
+    readable part-way (truncated, a broken index) ends there. When the stream has been
+    read to its end, each departure from the header is reported once as a
+    :class:`~pips_jax.errors.PipsWarning` naming the file: a decoded count that differs
+    from the announced one, skipped packets (and after which decoded frame), an early
+    end. Frame indices always count the decoded frames.
+
+    Raises:
+        InputError: no frame decodes at all.
     """
     import av
 
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
-    expected = int(stream.frames or 0) if "mp4" in container.format.name else 0
-    packets = frames = 0
-    try:
-        for packet in container.demux(stream):
-            packets += packet.size > 0
-            for frame in packet.decode():
-                frames += 1
-                yield frame
-    except (av.FFmpegError, OSError) as err:
-        raise InputError(
-            f"{path}: the video is corrupt or truncated after {frames} frames ({_one_line(err)}); expected a complete video file"
-        ) from err
+    frames = 0
+    skipped: list[float | None] = []  # the presentation time (s) of each skipped packet
+    first_error = stopped = None
+    demux = container.demux(stream)
+    while True:
+        try:
+            packet = next(demux)
+        except StopIteration:
+            break
+        except (av.FFmpegError, OSError) as err:
+            if frames == 0:
+                raise InputError(
+                    f"{path}: the video is corrupt ({_one_line(err)}); expected a video file FFmpeg can decode"
+                ) from err
+            stopped = _one_line(err)
+            break
+        try:
+            decoded = packet.decode()
+        except av.FFmpegError as err:
+            if packet.size:
+                has_time = packet.pts is not None and packet.time_base
+                skipped.append(float(packet.pts * packet.time_base) if has_time else None)
+                first_error = first_error or _one_line(err)
+            continue
+        for frame in decoded:
+            frames += 1
+            yield frame
     if frames == 0:
-        raise InputError(f"{path}: the video has no decodable frames; expected at least one frame")
-    if packets < expected:
+        why = f" ({len(skipped)} packets refused: {first_error})" if skipped else ""
         raise InputError(
-            f"{path}: the video is truncated: its header lists {expected} frames but the file ends after {packets}; expected a complete video file"
+            f"{path}: the video has no decodable frames{why}; expected at least one frame"
         )
+    for message in _decode_notes(path, container, frames, skipped, stopped):
+        warnings.warn(message, PipsWarning, stacklevel=2)
+
+
+def _decode_notes(
+    path: Path,
+    container: Any,
+    frames: int,
+    skipped: list[float | None],
+    stopped: str | None,
+) -> list[str]:
+    """One-line reports of a fully read stream that did not decode as announced."""
+    notes = []
+    if skipped:
+        times = [f"{t:.3f} s" for t in skipped[:5] if t is not None]
+        where = f" (at {', '.join(times)}{', ...' if len(skipped) > 5 else ''})" if times else ""
+        notes.append(
+            f"{path}: skipped {len(skipped)} corrupt packet{'s' * (len(skipped) > 1)} the decoder "
+            f"refused{where}; frame indices count the {frames} decoded frames"
+        )
+    if stopped:
+        notes.append(
+            f"{path}: the file is unreadable after {frames} decoded frames ({stopped}); "
+            f"using those {frames}"
+        )
+    announced = announced_frames(container)
+    if announced is not None and announced != frames:
+        notes.append(
+            f"{path}: the container announces {announced} frames but {frames} decode; "
+            f"using the {frames} decoded frames"
+        )
+    elif announced is None:
+        guess = _duration_frames(container)
+        if guess is not None and abs(guess - frames) > max(1, round(0.02 * guess)):
+            notes.append(
+                f"{path}: the container's duration suggests about {guess} frames but {frames} "
+                f"decode (truncated or corrupt?); using the {frames} decoded frames"
+            )
+    return notes
 
 
 # ---------------------------------------------------------------------- API
@@ -239,8 +341,9 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
     """Size, frame count and frame rate of a video file or a folder of images.
 
     A video file's first frame is decoded (to check that it is readable and get the
-    true frame size); ``num_frames`` comes from the container header and is ``None``
-    where the container does not store it. A folder's size is that of its first image.
+    true frame size); ``num_frames`` comes from the container header (``None`` where
+    the container does not store it) and is an estimate: the frames that decode are the
+    truth. A folder's size is that of its first image.
 
     Raises:
         InputError: missing path, unreadable or corrupt file, no frames, no images.
@@ -249,50 +352,59 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
     if p.is_dir():
         files = list_images(p)
         h, w = _image_size(files[0])
-        return VideoInfo(len(files), h, w, 0.0, p)
+        return VideoInfo(len(files), h, w, 0.0, p, len(files))
     with _open_container(p) as container:
-        stream = container.streams.video[0]
-        n = int(stream.frames or 0) or None
-        fps = _stream_fps(stream)
+        n = announced_frames(container)
+        fps = _stream_fps(container.streams.video[0])
         first = next(_decode_frames(p, container))
-        return VideoInfo(n, int(first.height), int(first.width), fps, p)
+        estimate = n or _duration_frames(container)
+        return VideoInfo(n, int(first.height), int(first.width), fps, p, estimate)
 
 
 def read_frames(
-    path: str | os.PathLike, start: int = 0, stop: int | None = None
+    path: str | os.PathLike, start: int = 0, stop: int | None = None, step: int = 1
 ) -> Iterator[np.ndarray]:
-    """Streams frames ``start .. stop-1`` of a video file or folder as ``(H, W, 3)`` uint8 RGB.
+    """Streams frames ``start, start+step, ... < stop`` of a video file or folder as
+    ``(H, W, 3)`` uint8 RGB.
 
-    Frames are decoded one at a time (a video is never held in memory whole). Frames
-    before ``start`` are decoded and dropped (no seeking, so the indices are exact).
-    The path is checked at once; decoding errors are raised while iterating.
+    Frames are decoded one at a time (a video is never held in memory whole). Frame
+    indices count the frames that decode (see the module docstring: a header's count
+    is not trusted, corrupt packets are skipped and reported); frames outside the
+    selection are decoded (no seeking, so the indices are exact) but never converted to
+    RGB, and a folder's unselected images are not read. Reading a file to its end
+    reports, as a :class:`~pips_jax.errors.PipsWarning`, how its decoding departed
+    from its header. The path is checked at once; decoding errors are raised while
+    iterating.
 
     Raises:
-        InputError: missing path, bad ``start``/``stop``, unreadable or corrupt file,
-            a video with no frames, a folder without images or with images of
-            different sizes.
+        InputError: missing path, bad ``start``/``stop``/``step``, unreadable or
+            corrupt file, a video with no frames, a folder without images or with
+            images of different sizes.
     """
     p = _check_path(path)
-    for name, value in (("start", start), ("stop", stop)):
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0
+    for name, value in (("start", start), ("stop", stop), ("step", step)):
+        if (value is not None or name != "stop") and (
+            isinstance(value, bool)
+            or not isinstance(value, (int, np.integer))
+            or value < (1 if name == "step" else 0)
         ):
-            raise InputError(f"{p}: {name}={value!r}; expected a non-negative integer frame index")
+            kind = "positive integer" if name == "step" else "non-negative integer frame index"
+            raise InputError(f"{p}: {name}={value!r}; expected a {kind}")
     if stop is not None and stop < start:
         raise InputError(f"{p}: stop={stop} is before start={start}; expected start <= stop")
     if p.is_dir():
-        return _read_folder(p, list_images(p), int(start), stop)
+        return _read_folder(p, list_images(p), int(start), stop, int(step))
     # Open once now so that an unreadable file fails here, not at the first next().
     _open_container(p).close()
-    return _read_video_file(p, int(start), stop)
+    return _read_video_file(p, int(start), stop, int(step))
 
 
 def _read_folder(
-    folder: Path, files: list[Path], start: int, stop: int | None
+    folder: Path, files: list[Path], start: int, stop: int | None, step: int = 1
 ) -> Iterator[np.ndarray]:
     first_shape = None
     end = len(files) if stop is None else min(stop, len(files))
-    for i in range(start, end):
+    for i in range(start, end, step):
         frame = _read_image(files[i])
         if first_shape is None:
             first_shape = frame.shape
@@ -304,12 +416,14 @@ def _read_folder(
         yield frame
 
 
-def _read_video_file(path: Path, start: int, stop: int | None) -> Iterator[np.ndarray]:
+def _read_video_file(
+    path: Path, start: int, stop: int | None, step: int = 1
+) -> Iterator[np.ndarray]:
     if stop is not None and stop <= start:
         return
     with _open_container(path) as container:
         for i, frame in enumerate(_decode_frames(path, container)):
-            if i >= start:
+            if i >= start and (i - start) % step == 0:
                 yield frame.to_ndarray(format="rgb24")
             if stop is not None and i + 1 >= stop:
                 break
@@ -364,9 +478,9 @@ def load_video(source: Any) -> tuple[np.ndarray, VideoInfo]:
             raise InputError(f"{p}: no frames; expected at least one")
         video = np.stack(frames)
         del frames
-        return video, VideoInfo(len(video), video.shape[1], video.shape[2], fps, p)
+        return video, VideoInfo(len(video), video.shape[1], video.shape[2], fps, p, len(video))
     video = _as_rgb_array(source)
-    return video, VideoInfo(len(video), video.shape[1], video.shape[2], 0.0, None)
+    return video, VideoInfo(len(video), video.shape[1], video.shape[2], 0.0, None, len(video))
 
 
 # ------------------------------------------------------------------- writing
