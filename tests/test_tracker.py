@@ -170,8 +170,8 @@ class _OracleTracker(Tracker):
         scale = np.array([self.resolution[1] / size[1], self.resolution[0] / size[0]])
         self._v = np.asarray(velocity_in) * scale
 
-    def _oracle_encode(self, params, frames):
-        h, w = self.resolution[0] // 4, self.resolution[1] // 4
+    def _oracle_encode(self, params, frames, resolution):
+        h, w = resolution[0] // 4, resolution[1] // 4
         ids = self._t + np.arange(len(frames))
         self._t += len(frames)
         return np.broadcast_to(
@@ -189,7 +189,7 @@ def test_pure_translation_maps_back_to_input_pixels(params):
     t_count, size = 30, (45, 70)
     frames = np.zeros((t_count, *size, 3), np.uint8)  # contents unused by the oracle
     q = np.array([[0, 10, 30], [13, 40.5, 20.25], [29, 60, 5]], np.float32)
-    tr = _OracleTracker(v, size, params, SMALL, resolution=(64, 96), iters=1)
+    tr = _OracleTracker(v, size, params, SMALL, resolution=(64, 100), iters=1)
     res = tr.track(frames, queries=q)
     t = np.arange(t_count)
     for i, (tq, x, y) in enumerate(q):
@@ -199,7 +199,9 @@ def test_pure_translation_maps_back_to_input_pixels(params):
 
 
 def test_query_validation():
-    with pytest.raises(InputError, match="row 1 has frame index 20; expected an integer in 0..19"):
+    with pytest.raises(
+        InputError, match="query 1 has frame index 20; expected an integer in 0..19"
+    ):
         check_queries(np.array([[0, 1, 1], [20, 1, 1]]), 20, (H, W))
     with pytest.raises(InputError, match="outside the 48x32"):
         check_queries(np.array([[0, 48.0, 1]]), 20, (H, W))
@@ -261,3 +263,91 @@ def test_points_csv(tmp_path):
     p.write_text("t,x,y\n0,1\n")
     with pytest.raises(InputError, match="line 2 has 2 columns"):
         load_points_csv(p)
+
+
+# ----------------------------------------------------------------- real footage
+def test_points_leaving_the_frame_are_not_visible_and_not_clamped(params):
+    # A pan: the oracle moves every point 2.5 px right and 0.75 px up per frame, so
+    # points leave through the right and the top edges.
+    v = np.array([2.5, -0.75])
+    t_count, size = 24, (40, 60)
+    frames = np.zeros((t_count, *size, 3), np.uint8)
+    q = np.array([[0, 30, 20], [0, 50.5, 5], [0, 5, 35], [10, 57, 2]], np.float32)
+    tr = _OracleTracker(v, size, params, SMALL, resolution=(40, 60), iters=1)
+    res = tr.track(frames, queries=q)
+    t = np.arange(t_count)
+    for i, (tq, x, y) in enumerate(q):
+        expected = np.stack([x + v[0] * (t - tq), y + v[1] * (t - tq)], -1)
+        np.testing.assert_allclose(res.tracks[i], expected, atol=1e-3)  # kept, not clamped
+        # Visible exactly while on the frame: at most half a pixel past the border
+        # pixels' centres (x <= 59.5, y >= -0.5); the oracle's confidence is 0.97.
+        on_frame = (expected[:, 0] <= 59.5) & (expected[:, 1] >= -0.5) & (expected[:, 0] >= -0.5)
+        np.testing.assert_array_equal(res.visibility[i], on_frame)
+    np.testing.assert_allclose(res.confidence, 0.97)
+    # Point 1 leaves at x = 50.5 + 2.5 t > 59.5, from frame 4 on; point 3, queried on
+    # frame 10 at x = 57, is at x = 59.5 on frame 11 (still on the frame), off it on 12.
+    assert res.visibility[1].tolist() == [True] * 4 + [False] * 20
+    assert res.visibility[3, 11] and not res.visibility[3, 12]
+    assert res.tracks[1, -1, 0] == pytest.approx(50.5 + 2.5 * 23, abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [
+        ((720, 1280), (360, 640)),  # the original demo's 360x640
+        ((480, 854), (360, 640)),  # 854x480 DAVIS: sqrt(230400 / 409920) = 0.7497
+        ((720, 1296), (356, 644)),  # scale 0.4969: 357.8 x 644.0
+        ((480, 368), (548, 420)),  # portrait, scale 1.1421: 548.2 x 420.3
+        ((360, 640), (360, 640)),
+        ((100, 2000), (108, 2148)),  # very wide: 107.3 x 2146.6
+    ],
+)
+def test_working_resolution_keeps_the_aspect_ratio(size, expected):
+    from pips_jax.config import ModelConfig
+    from pips_jax.tracker import working_resolution
+
+    assert working_resolution(size, ModelConfig()) == expected
+
+
+def test_inside_frame_is_the_pixel_area():
+    from pips_jax.ops.frame import inside_frame
+
+    xy = np.array(
+        [[-0.5, -0.5], [47.5, 31.5], [-0.51, 3], [47.51, 3], [3, 31.51], [3, -0.6], [np.nan, 1]]
+    )
+    assert inside_frame(xy, (32, 48)).tolist() == [True, True, False, False, False, False, False]
+
+
+@pytest.mark.parametrize("memory_bytes", [1 << 30, 0])  # in memory, memory-mapped file
+def test_feature_store_grows_to_the_frames_that_come(memory_bytes):
+    from pips_jax.tracker import FeatureStore
+
+    store = FeatureStore(2, (3, 4, 5), memory_bytes, (12, 16))  # an estimate of 2 frames
+    maps = np.arange(11 * 60, dtype=np.float32).reshape(11, 3, 4, 5)
+    for i in range(0, 11, 3):
+        store.append(maps[i : i + 3])
+    assert store.count == 11 and store.data.shape == (11, 3, 4, 5)
+    np.testing.assert_array_equal(store.data, maps)
+    np.testing.assert_array_equal(store.window(np.array([10, 0, 10])), maps[[10, 0, 10]])
+    store.close()
+
+
+def test_part_of_a_video_equals_the_same_frames_cut_out(params, video):
+    tracker = Tracker(params, SMALL, resolution=(H, W), iters=2)
+    q = np.array([[5, 10, 10], [11, 20.5, 15], [17, 40, 30]], np.float32)
+    part = tracker.track(video, queries=q, start=5, stop=19, step=3)  # frames 5, 8, ..., 17
+    np.testing.assert_array_equal(part.frame_indices, [5, 8, 11, 14, 17])
+    np.testing.assert_array_equal(part.queries, q)
+    cut = tracker.track(video[5:19:3], queries=np.array([[0, 10, 10], [2, 20.5, 15], [4, 40, 30]]))
+    np.testing.assert_allclose(part.tracks, cut.tracks, atol=1e-5)
+    np.testing.assert_array_equal(part.visibility, cut.visibility)
+    grid = tracker.track(video, grid_size=2, start=4, step=2)
+    np.testing.assert_array_equal(grid.queries[:, 0], 4)  # the grid is on the first tracked frame
+    assert grid.num_frames == 8
+    with pytest.raises(
+        InputError,
+        match="query 0 has frame index 6; expected one of the tracked frames 5, 8, ..., 17",
+    ):
+        tracker.track(video, queries=np.array([[6, 1, 1]]), start=5, stop=19, step=3)
+    with pytest.raises(InputError, match="the array has 20 frames"):
+        tracker.track(video, grid_size=2, start=20)

@@ -7,9 +7,10 @@ import importlib.metadata
 import os
 import sys
 import time
+import warnings
 from collections.abc import MutableMapping, Sequence
 
-from pips_jax.errors import PipsError
+from pips_jax.errors import PipsError, PipsWarning
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -92,6 +93,36 @@ def _resolution(text: str) -> tuple[int, int]:
     return h, w
 
 
+def _frame_index(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a frame index >= 0, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
 def cmd_download(args: argparse.Namespace) -> int:
     from pips_jax.checkpoint.hub import download_reference
 
@@ -104,20 +135,33 @@ def cmd_download(args: argparse.Namespace) -> int:
 def cmd_track(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from pips_jax.checkpoint.store import make_output_dir
     from pips_jax.errors import InputError
-    from pips_jax.tracker import Tracker, load_points_csv, open_video, save_csv, save_npz
+    from pips_jax.files import StagedOutputs, check_output_dir
+    from pips_jax.tracker import (
+        FrameSelection,
+        Tracker,
+        check_queries,
+        open_video,
+        output_names,
+        read_points_csv,
+        save_csv,
+        save_npz,
+    )
     from pips_jax.weights import load_weights
 
     t0 = time.perf_counter()
-    source = open_video(args.video)
-    queries = None
+    check_output_dir(args.out)
+    selection = FrameSelection(args.start, args.stop, args.step)
+    source = open_video(args.video, selection)
+    if args.fps is not None:
+        source.fps = args.fps
+    queries = labels = None
     if args.points:
-        queries = load_points_csv(args.points)
+        queries, labels = read_points_csv(args.points)
         if args.query_frame is not None:
             raise InputError("--query-frame applies to --grid; a points file gives t per point")
+        check_queries(queries, source.num_frames, source.size, selection, labels)
     weights = load_weights(args.checkpoint)
-    out_dir = make_output_dir(args.out)
     iters = weights.inference_iters(args.iters)
     print(f"weights: {weights.describe(iters)}", file=sys.stderr)
     tracker = Tracker(
@@ -129,37 +173,44 @@ def cmd_track(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         compute_dtype=args.precision,
     )
-    grid = None if queries is not None else args.grid
     result = tracker.track(
         source,
         queries=queries,
-        grid_size=grid,
-        grid_query_frame=args.query_frame or 0,
+        grid_size=None if queries is not None else args.grid,
+        grid_query_frame=args.query_frame,
         backward=not args.no_backward,
+        labels=labels,
     )
     stem = Path(args.video).stem
-    written = [
-        save_npz(out_dir / f"{stem}_tracks.npz", result),
-        save_csv(out_dir / f"{stem}_tracks.csv", result),
-    ]
-    if not args.no_viz:
-        from pips_jax.viz import save_visualization
+    names = output_names(stem)
+    with StagedOutputs(args.out, replaces=names.values()) as out:
+        save_npz(out.path(names["npz"]), result)
+        save_csv(out.path(names["csv"]), result)
+        if not args.no_viz:
+            from pips_jax.viz import save_visualization
 
-        viz_path = out_dir / f"{stem}_tracks.{args.viz_format}"
-        save_visualization(
-            viz_path,
-            source.frames(),
-            result.tracks,
-            result.visibility,
-            fps=source.fps or 10.0,
-            trail=args.trail,
-        )
-        written.append(viz_path)
+            fps = source.fps / selection.step if source.fps else UNKNOWN_FPS_VIZ
+            save_visualization(
+                out.path(names[args.viz_format]),
+                source.frames(),
+                result.tracks,
+                result.visibility,
+                fps=fps,
+                trail=args.trail,
+                frame_labels=[f"frame {i}" for i in result.frame_indices],
+            )
+    (h, w), (rh, rw) = result.size, result.resolution
     print(
         f"tracked {result.num_points} points through {result.num_frames} frames "
-        f"in {time.perf_counter() - t0:.1f} s -> {', '.join(str(p) for p in written)}"
+        f"(input {h}x{w}, working resolution {rh}x{rw}, HxW) "
+        f"in {time.perf_counter() - t0:.1f} s -> {', '.join(str(p) for p in out.written)}"
     )
     return 0
+
+
+#: Frame rate of the visualization of an input without one (a folder of frames
+#: without --fps).
+UNKNOWN_FPS_VIZ = 10.0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -433,18 +484,51 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument(
         "--grid", type=int, default=10, metavar="K", help="track a KxK grid (default 10)"
     )
-    q.add_argument("--points", metavar="FILE.csv", help="CSV with header t,x,y")
+    q.add_argument(
+        "--points",
+        metavar="FILE.csv",
+        help="CSV with header t,x,y (t an input frame index, x,y input pixels)",
+    )
     p.add_argument(
-        "--query-frame", type=int, default=None, metavar="T", help="frame of the grid (default 0)"
+        "--query-frame",
+        type=int,
+        default=None,
+        metavar="T",
+        help="input frame of the grid (default: the first tracked frame)",
+    )
+    g = p.add_argument_group(
+        "part of the video (frame indices everywhere, outputs included, are the input's)"
+    )
+    g.add_argument(
+        "--start", type=_frame_index, default=0, metavar="T0", help="first frame (default 0)"
+    )
+    g.add_argument(
+        "--stop",
+        type=_frame_index,
+        default=None,
+        metavar="T1",
+        help="stop before this frame (default: the end)",
+    )
+    g.add_argument(
+        "--step", type=_positive_int, default=1, metavar="K", help="every K-th frame (default 1)"
+    )
+    g.add_argument(
+        "--fps",
+        type=_positive_float,
+        default=None,
+        help="frame rate of the input (a folder of frames has none; default: the video's)",
     )
     _add_run_args(p)
     _add_output_args(p, "pips_out", "mp4")
     p.add_argument(
         "--resolution",
         type=_resolution,
-        default=(360, 640),
+        default=None,
         metavar="HxW",
-        help="working resolution (default 360x640)",
+        help=(
+            "working resolution (default: the input's aspect ratio at about 360x640's "
+            "pixel count, each side a multiple of the stride)"
+        ),
     )
     p.add_argument(
         "--max-points-per-batch",
@@ -707,18 +791,38 @@ def add_cpu_conv_flag(environ: MutableMapping[str, str] = os.environ) -> bool:
     return True
 
 
+def _warning_printer(command: str):
+    """``warnings.showwarning`` for the CLI: a :class:`PipsWarning` is printed once per
+    distinct message as ``pips-jax COMMAND: warning: ...``; others as Python does."""
+    seen: set[str] = set()
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if not issubclass(category, PipsWarning):
+            return default(message, category, filename, lineno, file, line)
+        text = " ".join(str(message).split())
+        if text not in seen:
+            seen.add(text)
+            print(f"pips-jax {command}: warning: {text}", file=sys.stderr)
+
+    return show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     add_cpu_conv_flag()
-    try:
-        return args.func(args)
-    except PipsError as e:
-        print(f"pips-jax {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"pips-jax {args.command}: interrupted", file=sys.stderr)
-        return 130
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", PipsWarning)
+        warnings.showwarning = _warning_printer(args.command)
+        try:
+            return args.func(args)
+        except PipsError as e:
+            print(f"pips-jax {args.command}: error: {e}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"pips-jax {args.command}: interrupted", file=sys.stderr)
+            return 130
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -287,6 +287,7 @@ def save_visualization(
     radius: float = 3,
     colors: Any = None,
     line_width: int = 2,
+    frame_labels: Sequence[str] | None = None,
 ) -> Path:
     """Draws the tracks (:func:`draw_tracks`) and writes an MP4 or GIF (by extension), atomically.
 
@@ -300,6 +301,8 @@ def save_visualization(
         queries: optional ``(N, 3)`` ``(t, x, y)``: each output frame then has, on its
             left, the first frame with every query drawn (:func:`draw_queries`).
         trail, radius, colors, line_width: as in :func:`draw_tracks`.
+        frame_labels: optional ``T`` texts written in the top-left corner of the
+            frames (for example each frame's index in the input video).
 
     Returns:
         The written path. Nothing is written when anything fails.
@@ -317,6 +320,31 @@ def save_visualization(
     drawn = draw_tracks(
         source, tr, visible, trail=trail, radius=radius, colors=cols, line_width=line_width
     )
+    if frame_labels is not None:
+        if len(frame_labels) != tr.shape[1]:
+            raise InputError(
+                f"frame_labels: expected one per frame ({tr.shape[1]}), got {len(frame_labels)}"
+            )
+        drawn = (label_frame(f, text) for f, text in zip(drawn, frame_labels, strict=False))
     if panel is not None:
         drawn = (side_by_side(panel, f, gap=4) for f in drawn)
     return write_video(path, drawn, fps if fps else DEFAULT_FPS)
+
+
+def label_frame(frame: np.ndarray, text: str) -> np.ndarray:
+    """``frame`` with ``text`` written in its top-left corner, white on a black outline.
+
+    The font is Pillow's default at about 1/24 of the frame height (at least 10 px).
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    frame = _as_frame(frame, 0, Path("label_frame"))
+    size = max(10, round(frame.shape[0] / 24))
+    img = Image.fromarray(frame)
+    font = ImageFont.load_default(size=size)
+    stroke = max(1, size // 8)
+    ImageDraw.Draw(img).text(
+        (stroke + 2, stroke + 1), text, fill=(255, 255, 255), font=font,
+        stroke_width=stroke, stroke_fill=(0, 0, 0),
+    )  # fmt: skip
+    return np.asarray(img)

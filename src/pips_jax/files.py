@@ -1,0 +1,135 @@
+"""Output files that are whole or absent: a set of outputs replaced together.
+
+A command that writes several files (tracks, a CSV, a video) must never leave a mix of
+new and stale files, half-written files, or an empty folder after a failure or Ctrl-C.
+:class:`StagedOutputs` writes every file under a temporary name in the output folder
+and, only once all are written, renames them into place and removes the earlier outputs
+of the same run that this run did not write again. Until then the earlier outputs are
+untouched; on failure the temporary files go, and so does any folder it created.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from pips_jax.errors import InputError
+
+
+def check_output_dir(path: str | os.PathLike) -> Path:
+    """Checks, without creating anything, that ``path`` can become an output folder.
+
+    Raises:
+        InputError: ``path`` (or the nearest existing folder above it) is a file or is
+            not writable.
+    """
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"output directory {out} is a file; expected a folder (or a new path)")
+    parent = out
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"output directory {out}: {parent} is a file; expected a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"output directory {out}: {parent} is not writable")
+    return out
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Holds SIGINT (Ctrl-C) back until the block is done, so that a few renames are not
+    cut in half; a Ctrl-C pressed meanwhile is delivered at the end. A no-op outside the
+    main thread or where signal masks do not exist (Windows)."""
+    main = threading.current_thread() is threading.main_thread()
+    if not main or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+class StagedOutputs:
+    """Files written under temporary names and put in place together.
+
+    Example::
+
+        with StagedOutputs("out", replaces=["clip_tracks.mp4", "clip_tracks.gif"]) as out:
+            save_npz(out.path("clip_tracks.npz"), result)
+        # out/clip_tracks.npz is in place; a stale out/clip_tracks.mp4 or .gif is gone
+
+    Args:
+        folder: the output folder; created (with its parents) on entering, and removed
+            again if the block fails and leaves it empty.
+        replaces: names in ``folder`` of earlier outputs of the same kind: those the
+            block does not write again are removed when it succeeds.
+
+    Attributes:
+        written: the final paths, once the block has succeeded.
+    """
+
+    def __init__(self, folder: str | os.PathLike, replaces: Iterable[str] = ()):
+        self.folder = check_output_dir(folder)
+        self.replaces = list(replaces)
+        self.written: list[Path] = []
+        self._staged: list[tuple[Path, Path]] = []
+        self._created: list[Path] = []
+
+    def __enter__(self) -> StagedOutputs:
+        missing = []
+        parent = self.folder
+        while not parent.exists():
+            missing.append(parent)
+            parent = parent.parent
+        for folder in reversed(missing):
+            try:
+                folder.mkdir()
+            except FileExistsError:
+                continue
+            except OSError as e:
+                self._remove_created()
+                raise InputError(
+                    f"output directory {self.folder} cannot be created: {e.strerror or e}"
+                ) from None
+            self._created.append(folder)
+        return self
+
+    def path(self, name: str) -> Path:
+        """Where to write the output ``name``: a temporary path in the folder with the
+        same extension (writers that pick the format by extension see the right one)."""
+        final = self.folder / name
+        suffix = "".join(Path(name).suffixes[-1:])
+        tmp = self.folder / f".{Path(name).stem}.{secrets.token_hex(4)}.tmp{suffix}"
+        self._staged.append((tmp, final))
+        return tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            with interrupts_deferred():
+                self._staged = [(tmp, final) for tmp, final in self._staged if tmp.exists()]
+                for tmp, final in self._staged:
+                    os.replace(tmp, final)
+                finals = {final.name for _, final in self._staged}
+                for name in self.replaces:
+                    if name not in finals:
+                        (self.folder / name).unlink(missing_ok=True)
+            self.written = [final for _, final in self._staged]
+            return
+        for tmp, _ in self._staged:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+        self._remove_created()
+
+    def _remove_created(self) -> None:
+        for folder in reversed(self._created):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if empty
+        self._created = []

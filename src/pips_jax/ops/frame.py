@@ -1,0 +1,59 @@
+"""Where pixel coordinates lie relative to a frame, and the working resolution of a frame.
+
+Pixel coordinates are ``(x, y)`` with the origin at the centre of the top-left pixel,
+so a ``W x H`` frame covers ``-0.5 <= x <= W - 0.5`` and ``-0.5 <= y <= H - 0.5``
+(its pixels' areas); sizes are ``(H, W)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+#: A forced working resolution whose aspect ratio departs from the input's by more
+#: than this fraction gets a warning (rounding each side to a multiple of the model's
+#: stride moves it by about 1% at the original demo's size).
+ASPECT_TOLERANCE = 0.03
+
+
+def inside_frame(xy: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Whether ``(..., 2)`` ``(x, y)`` pixel positions lie on a ``size = (H, W)`` frame.
+
+    A position is on the frame when it is within the area of its pixels, that is at
+    most half a pixel past the centres of the border pixels: ``-0.5 <= x <= W - 0.5``
+    and ``-0.5 <= y <= H - 0.5`` (origin at the centre of the top-left pixel). NaN is
+    off the frame.
+
+    Returns:
+        ``(...)`` bool.
+    """
+    h, w = size
+    xy = np.asarray(xy)
+    x, y = xy[..., 0], xy[..., 1]
+    return (x >= -0.5) & (x <= w - 0.5) & (y >= -0.5) & (y <= h - 0.5)
+
+
+def resolution_for(
+    size: tuple[int, int], pixels: int, multiple: int, minimum: int
+) -> tuple[int, int]:
+    """The working resolution of an ``(H, W)`` input: its aspect ratio at about ``pixels``.
+
+    Each side is scaled by ``sqrt(pixels / (H * W))`` and rounded to the nearest
+    multiple of ``multiple``, at least ``minimum``. A 720x1280 or 480x854 input at
+    ``pixels = 360 * 640`` gives 360x640; a portrait 480x368 gives 548x420.
+
+    Returns:
+        ``(H, W)``.
+    """
+    h, w = size
+    scale = math.sqrt(pixels / (h * w))
+    return tuple(max(minimum, multiple * round(side * scale / multiple)) for side in (h, w))  # type: ignore[return-value]
+
+
+def aspect_distortion(size: tuple[int, int], resolution: tuple[int, int]) -> float:
+    """How much resizing ``size`` to ``resolution`` (both ``(H, W)``) stretches the frame:
+    the ratio of the two aspect ratios, minus 1, as a non-negative fraction (0.0 for no
+    stretch, 0.25 for 25% wider or taller)."""
+    ratio = (resolution[1] / resolution[0]) / (size[1] / size[0])
+    return max(ratio, 1.0 / ratio) - 1.0
