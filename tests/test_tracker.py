@@ -351,3 +351,33 @@ def test_part_of_a_video_equals_the_same_frames_cut_out(params, video):
         tracker.track(video, queries=np.array([[6, 1, 1]]), start=5, stop=19, step=3)
     with pytest.raises(InputError, match="the array has 20 frames"):
         tracker.track(video, grid_size=2, start=20)
+
+
+def test_shipped_weights_on_a_pan_out_of_the_frame():
+    """The shipped weights on a real photograph panning 4 px per frame to the left:
+    points near the left edge leave the frame. The model follows them while they are on
+    it; where it predicts a position off the frame the position is kept (not clamped to
+    the border) and the point is not visible."""
+    from skimage import data
+
+    from pips_jax.weights import load_weights, shipped_path
+
+    img = data.astronaut()
+    t_count, h, w, v = 16, 96, 128, 4
+    frames = np.stack([img[200 : 200 + h, 100 + v * t : 100 + v * t + w] for t in range(t_count)])
+    weights = load_weights(shipped_path())
+    tracker = Tracker(weights.params, weights.config, resolution=(h, w), iters=4)
+    q = np.array(
+        [[0, x, y] for y in np.linspace(10, 85, 6) for x in (5, 15, 25, 35, 45, 60, 90, 120)]
+    )
+    res = tracker.track(frames, queries=q)
+    truth = q[:, None, 1:] + np.stack([-v * np.arange(t_count), np.zeros(t_count)], -1)[None]
+    on_frame = truth[..., 0] >= -0.5
+    error = np.linalg.norm(res.tracks - truth, axis=-1)
+    assert np.median(error[on_frame]) < 4.0  # it tracks
+    off = res.tracks[..., 0] < -0.5
+    assert off.sum() >= 5 and res.tracks[..., 0].min() < -3  # predicted off the frame, kept
+    assert not res.visibility[off].any()
+    np.testing.assert_array_equal(
+        res.visibility, (res.confidence > 0.5) & ~off | (np.arange(t_count) == 0)
+    )

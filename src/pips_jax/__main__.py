@@ -1,3 +1,3 @@
-from pips_jax.cli import main
+from pips_jax.cli import entry
 
-raise SystemExit(main())
+entry()

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.metadata
 import os
+import signal
 import sys
 import time
 import warnings
 from collections.abc import MutableMapping, Sequence
 
+from pips_jax import interrupts
 from pips_jax.errors import PipsError, PipsWarning
 
 
@@ -190,15 +193,19 @@ def cmd_track(args: argparse.Namespace) -> int:
             from pips_jax.viz import save_visualization
 
             fps = source.fps / selection.step if source.fps else UNKNOWN_FPS_VIZ
-            save_visualization(
-                out.path(names[args.viz_format]),
-                source.frames(),
-                result.tracks,
-                result.visibility,
-                fps=fps,
-                trail=args.trail,
-                frame_labels=[f"frame {i}" for i in result.frame_indices],
-            )
+            frames = source.frames()
+            try:  # the decoder is closed at once when interrupted
+                save_visualization(
+                    out.path(names[args.viz_format]),
+                    frames,
+                    result.tracks,
+                    result.visibility,
+                    fps=fps,
+                    trail=args.trail,
+                    frame_labels=[f"frame {i}" for i in result.frame_indices],
+                )
+            finally:
+                frames.close()
     (h, w), (rh, rw) = result.size, result.resolution
     print(
         f"tracked {result.num_points} points through {result.num_frames} frames "
@@ -544,7 +551,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--trail", type=int, default=12, metavar="K", help="trail length in frames (default 12)"
     )
     p.add_argument("--no-viz", action="store_true", help="write tracks only")
-    p.set_defaults(func=cmd_track)
+    p.set_defaults(func=cmd_track, defer_interrupt=True)
 
     p = sub.add_parser(
         "demo",
@@ -558,7 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_args(p)
     _add_output_args(p, "pips_demo", "gif")
     _add_clip_resolution_arg(p)
-    p.set_defaults(func=cmd_demo)
+    p.set_defaults(func=cmd_demo, defer_interrupt=True)
 
     p = sub.add_parser(
         "eval",
@@ -599,7 +606,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", default=None, metavar="OUT.json", help="also write the report as JSON")
     _add_run_args(p)
-    p.set_defaults(func=cmd_eval)
+    p.set_defaults(func=cmd_eval, defer_interrupt=True)
 
     p = sub.add_parser(
         "benchmark",
@@ -809,10 +816,17 @@ def _warning_printer(command: str):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Runs one command; returns its exit code (0, 2: bad input, 130: Ctrl-C).
+
+    ``track``, ``demo`` and ``eval`` take Ctrl-C between frames and windows
+    (:mod:`pips_jax.interrupts`), never in the middle of an XLA compile; a second
+    Ctrl-C stops at once. A Ctrl-C that comes once the outputs are being put in place
+    is too late to stop them: the command completes."""
     parser = build_parser()
     args = parser.parse_args(argv)
     add_cpu_conv_flag()
-    with warnings.catch_warnings():
+    defer = interrupts.deferred() if getattr(args, "defer_interrupt", False) else None
+    with warnings.catch_warnings(), defer or contextlib.nullcontext():
         warnings.simplefilter("always", PipsWarning)
         warnings.showwarning = _warning_printer(args.command)
         try:
@@ -825,5 +839,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 130
 
 
+def entry() -> None:
+    """The ``pips-jax`` program (and ``python -m pips_jax``): :func:`main`, then exit.
+
+    After Ctrl-C the process ends with ``os._exit(130)``, skipping the interpreter's
+    teardown: XLA may still be compiling in its own threads (after a second Ctrl-C, or
+    in a command that takes Ctrl-C at once), and destroying its client under that
+    compile crashes the process (segmentation fault). Nothing is lost: outputs are
+    written under temporary names that are renamed at the end or removed while the
+    interrupt unwinds. After a finished command, a late Ctrl-C is ignored during the
+    teardown."""
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    if code == 130:
+        os._exit(130)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise SystemExit(code)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    entry()

@@ -67,6 +67,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pips_jax import interrupts
 from pips_jax.config import DEFAULT_ITERS, ModelConfig
 from pips_jax.errors import InputError, PipsWarning
 from pips_jax.model.pips import Params, Pips
@@ -662,6 +663,7 @@ class Tracker:
         batch: list[np.ndarray] = []
         try:
             for frame in frames:
+                interrupts.check()
                 batch.append(frame)
                 if len(batch) == self.encode_batch:
                     store.append(self._encode_batch(batch, (h, w)))
@@ -730,7 +732,11 @@ class Tracker:
             queries = grid_queries(size, int(grid_size), t0, grid_mask)
         q = check_queries(queries, source.num_frames, size, sel, labels)
         resolution = self.working_resolution(size)
-        store = self.encode_video(source.frames(), source.estimated_frames, resolution)
+        frames = source.frames()
+        try:  # the decoder is closed at once when interrupted, not at a later collection
+            store = self.encode_video(frames, source.estimated_frames, resolution)
+        finally:
+            frames.close()
         try:
             q = check_queries(q, store.count, size, sel, labels)  # the frames that decoded
             positions = q.copy()
@@ -795,6 +801,7 @@ class Tracker:
                 xy = _pad_rows(q_xy[chunk], _bucket(len(chunk), self.max_points_per_batch))
                 fmap = jnp.asarray(store.window(np.array([t]))[0])
                 feats[chunk] = np.asarray(self._sample(fmap, xy))[: len(chunk)]
+                interrupts.check()
         return feats
 
     def _chunks(self, idx: np.ndarray) -> Iterator[np.ndarray]:
@@ -848,6 +855,7 @@ class Tracker:
                         anchor[chunk] = a + step
                         anchor_xy[chunk] = xy[step, np.arange(len(chunk))]
                     bar.update(1)
+                    interrupts.check()
         finally:
             bar.close()
 

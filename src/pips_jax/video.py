@@ -59,6 +59,7 @@ from typing import Any
 
 import numpy as np
 
+from pips_jax import interrupts
 from pips_jax.errors import InputError, PipsWarning
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -405,6 +406,7 @@ def _read_folder(
     first_shape = None
     end = len(files) if stop is None else min(stop, len(files))
     for i in range(start, end, step):
+        interrupts.check()
         frame = _read_image(files[i])
         if first_shape is None:
             first_shape = frame.shape
@@ -423,6 +425,7 @@ def _read_video_file(
         return
     with _open_container(path) as container:
         for i, frame in enumerate(_decode_frames(path, container)):
+            interrupts.check()
             if i >= start and (i - start) % step == 0:
                 yield frame.to_ndarray(format="rgb24")
             if stop is not None and i + 1 >= stop:
@@ -590,6 +593,7 @@ def _checked_frames(frames: Iterable[np.ndarray], p: Path) -> Iterator[np.ndarra
     shape = None
     n = 0
     for i, frame in enumerate(frames):
+        interrupts.check()
         f = _as_frame(frame, i, p)
         if shape is None:
             shape = f.shape

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pips_jax import interrupts
 from pips_jax.errors import InputError
 from pips_jax.evaluation.datasets import EvalExample, VideoSample, iter_dataset, prepare_evaluation
 from pips_jax.evaluation.metrics import (
@@ -139,6 +140,7 @@ def evaluate(
     per_video: dict[str, dict[str, dict[str, float]]] = {m: {} for m in methods}
     skipped: list[tuple[str, str]] = []
     for name, sample in tqdm(samples, desc="eval", unit="video", disable=not progress, leave=False):
+        interrupts.check()
         if isinstance(sample, Exception):
             skipped.append((name, str(sample)))
             continue
