@@ -460,10 +460,10 @@ def h264(tmp_path_factory):
     return d, frames
 
 
-@pytest.mark.parametrize(
-    ("skip_start", "cut_end_ms", "first"), [(1, 0, 1), (2, 0, 2), (0, 34, 0)]
-)
-def test_container_announcing_more_frames_than_decode(h264, tmp_path, skip_start, cut_end_ms, first):
+@pytest.mark.parametrize(("skip_start", "cut_end_ms", "first"), [(1, 0, 1), (2, 0, 2), (0, 34, 0)])
+def test_container_announcing_more_frames_than_decode(
+    h264, tmp_path, skip_start, cut_end_ms, first
+):
     d, frames = h264
     p = tmp_path / "edited.mp4"
     edit_list(d / "clip.mp4", p, skip_start, cut_end_ms)
