@@ -96,12 +96,12 @@ if moment == "compile":  # 50 ms into the N-th XLA compile, from another thread
             timer.cancel()
     compiler.backend_compile_and_load = hooked
 else:
-    import av, pips_jax.tracker as tracker, pips_jax.viz as viz, pips_jax.files as files
+    import av, pips_jax.tracker as tracker, pips_jax.viz as viz, pips_jax.interrupts as interrupts
     target = {
         "decode": (av.VideoFrame, "to_ndarray"),  # a frame converted while encoding
         "track": (tracker, "reanchor_offsets"),  # after a window
         "write": (viz, "label_frame"),  # a frame of the visualization being written
-        "commit": (files, "interrupts_deferred"),  # putting the outputs in place
+        "commit": (interrupts, "held"),  # putting the outputs in place
     }[moment]
     on_call(*target)
 from pips_jax.cli import entry

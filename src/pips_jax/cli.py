@@ -220,8 +220,8 @@ UNKNOWN_FPS_VIZ = 10.0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from pips_jax.checkpoint.store import make_output_dir
     from pips_jax.demo import run_demo
+    from pips_jax.files import make_output_dir
     from pips_jax.weights import load_weights
 
     weights = load_weights(args.checkpoint)

@@ -13,11 +13,10 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import signal
-import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
+from pips_jax import interrupts
 from pips_jax.errors import InputError
 
 
@@ -41,20 +40,20 @@ def check_output_dir(path: str | os.PathLike) -> Path:
     return out
 
 
-@contextlib.contextmanager
-def interrupts_deferred() -> Iterator[None]:
-    """Holds SIGINT (Ctrl-C) back until the block is done, so that a few renames are not
-    cut in half; a Ctrl-C pressed meanwhile is delivered at the end. A no-op outside the
-    main thread or where signal masks do not exist (Windows)."""
-    main = threading.current_thread() is threading.main_thread()
-    if not main or not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+def make_output_dir(path: str | os.PathLike) -> Path:
+    """Creates the output folder ``path`` (and its parents) and returns it.
+
+    Raises:
+        InputError: ``path`` is a file, cannot be created or is not writable.
+    """
+    out = check_output_dir(path)
     try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"output directory {out} cannot be created: {e.strerror or e}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise InputError(f"output directory {out} is not writable")
+    return out
 
 
 class StagedOutputs:
@@ -84,22 +83,10 @@ class StagedOutputs:
         self._created: list[Path] = []
 
     def __enter__(self) -> StagedOutputs:
-        missing = []
-        parent = self.folder
-        while not parent.exists():
-            missing.append(parent)
-            parent = parent.parent
-        for folder in reversed(missing):
-            try:
-                folder.mkdir()
-            except FileExistsError:
-                continue
-            except OSError as e:
-                self._remove_created()
-                raise InputError(
-                    f"output directory {self.folder} cannot be created: {e.strerror or e}"
-                ) from None
-            self._created.append(folder)
+        # The folders this creates, deepest first (the order they are removed in).
+        missing = [p for p in (self.folder, *self.folder.parents) if not p.exists()]
+        make_output_dir(self.folder)
+        self._created = missing
         return self
 
     def path(self, name: str) -> Path:
@@ -113,7 +100,7 @@ class StagedOutputs:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
-            with interrupts_deferred():
+            with interrupts.held():
                 self._staged = [(tmp, final) for tmp, final in self._staged if tmp.exists()]
                 for tmp, final in self._staged:
                     os.replace(tmp, final)
@@ -129,7 +116,7 @@ class StagedOutputs:
         self._remove_created()
 
     def _remove_created(self) -> None:
-        for folder in reversed(self._created):
+        for folder in self._created:
             with contextlib.suppress(OSError):
                 folder.rmdir()  # only if empty
         self._created = []

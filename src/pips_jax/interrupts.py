@@ -15,6 +15,9 @@ window), turns it into :class:`KeyboardInterrupt` there, when no compile or
 computation is half done. A second Ctrl-C before such a point interrupts at once
 (Python's usual behaviour), for a run that seems stuck. Outside :func:`deferred`
 (library use, tests) :func:`check` never raises and SIGINT keeps its usual meaning.
+
+:func:`held` is for the few steps that must not be cut in half whoever runs them (the
+renames that put a set of outputs in place): it blocks SIGINT itself for a moment.
 """
 
 from __future__ import annotations
@@ -64,3 +67,19 @@ def deferred() -> Iterator[None]:
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         _pending = False
+
+
+@contextlib.contextmanager
+def held() -> Iterator[None]:
+    """Blocks SIGINT (Ctrl-C) until the block is done; a Ctrl-C pressed meanwhile is
+    delivered at its end. A no-op outside the main thread or where signal masks do not
+    exist (Windows)."""
+    main = threading.current_thread() is threading.main_thread()
+    if not main or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)

@@ -61,24 +61,6 @@ def unflatten(flat: Mapping[str, np.ndarray]) -> dict:
     return out
 
 
-def make_output_dir(path: str | os.PathLike) -> Path:
-    """Creates the output folder ``path`` (and its parents) and returns it.
-
-    Raises:
-        InputError: ``path`` is a file, cannot be created or is not writable.
-    """
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"output directory {out} is a file; expected a folder (or a new path)")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise InputError(f"output directory {out} cannot be created: {e.strerror or e}") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise InputError(f"output directory {out} is not writable")
-    return out
-
-
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Writes ``data`` to ``path`` through a temporary file in the same folder.
 
