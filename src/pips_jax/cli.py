@@ -142,7 +142,6 @@ def cmd_track(args: argparse.Namespace) -> int:
     from pips_jax.tracker import (
         FrameSelection,
         Tracker,
-        check_queries,
         open_video,
         output_names,
         read_points_csv,
@@ -162,7 +161,6 @@ def cmd_track(args: argparse.Namespace) -> int:
         queries, labels = read_points_csv(args.points)
         if args.query_frame is not None:
             raise InputError("--query-frame applies to --grid; a points file gives t per point")
-        check_queries(queries, source.num_frames, source.size, selection, labels)
     weights = load_weights(args.checkpoint)
     iters = weights.inference_iters(args.iters)
     print(f"weights: {weights.describe(iters)}", file=sys.stderr)

@@ -526,8 +526,7 @@ class FeatureStore:
                 self._buf = self._allocate(capacity)
                 self._buf[: self.count] = old[: self.count]
             else:  # the same file, longer: its data stays where it is
-                if isinstance(self._buf, np.memmap):
-                    self._buf.flush()
+                self._buf.flush()
                 self._buf = self._allocate(capacity)
         self._buf[self.count : self.count + n] = maps
         self.count += n

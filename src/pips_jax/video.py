@@ -16,8 +16,8 @@ Conversions applied to every input (arrays, video files and images alike):
   rotation metadata of phone videos is **not** applied: frames are returned as stored,
   so track coordinates always refer to the stored pixels.
 
-Decoding trusts the frames, not the header: a video has the frames that decode, in
-decoding order, and frame ``i`` is the ``i``-th of them. Containers routinely announce
+Decoding trusts the frames, not the header: a video has the frames that decode, in the
+order the decoder presents them, and frame ``i`` is the ``i``-th of them. Containers routinely announce
 a frame or two more (or fewer) than decode (edit lists of phone videos, trimmed files,
 B-frame delays), so the header's count is only an estimate
 (:attr:`VideoInfo.num_frames`). A packet the decoder refuses (corrupt data) is
@@ -254,7 +254,7 @@ def _decode_frames(path: Path, container: Any) -> Iterator[Any]:
     readable part-way (truncated, a broken index) ends there. When the stream has been
     read to its end, each departure from the header is reported once as a
     :class:`~pips_jax.errors.PipsWarning` naming the file: a decoded count that differs
-    from the announced one, skipped packets (and after which decoded frame), an early
+    from the announced one, skipped packets (and their presentation times), an early
     end. Frame indices always count the decoded frames.
 
     Raises:
