@@ -289,9 +289,16 @@ def test_random_bytes_and_truncated(tmp_path):
             load_video(p)
         one_line_with(err, p)
     # With its index first, a truncated file is decoded up to where it ends, and says so.
-    with pytest.warns(PipsWarning, match="announces 40 frames but 16 decode") as w:
+    # (How many frames half the file holds depends on x264's output, which is not the
+    # same from run to run here: 15 or 16 seen; the warning must give what came.)
+    with pytest.warns(PipsWarning, match="announces 40 frames but") as w:
         got, info = load_video(tmp_path / "fst.mp4")
-    assert str(tmp_path / "fst.mp4") in str(w[0].message) and info.num_frames == 16
+    n = len(got)
+    assert 12 <= n < 30 and info.num_frames == n
+    assert str(w[0].message) == (
+        f"{tmp_path / 'fst.mp4'}: the container announces 40 frames but {n} decode; "
+        f"using the {n} decoded frames"
+    )
     np.testing.assert_array_equal(got[:12], load_video(tmp_path / "fs.mp4")[0][:12])
 
 
