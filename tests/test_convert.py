@@ -135,7 +135,7 @@ def test_written_files_get_the_usual_permissions(tmp_path):
     import os
     import stat
 
-    from pips_jax.checkpoint.store import atomic_write_bytes
+    from pips_jax.files import atomic_write_bytes
 
     old = os.umask(0o022)
     try:

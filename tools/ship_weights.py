@@ -39,8 +39,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pips_jax.checkpoint.store import atomic_write_bytes
 from pips_jax.config import DEFAULT_ITERS
+from pips_jax.files import atomic_write_bytes
 from pips_jax.training.heldout import REPORTED
 from pips_jax.training.log import read_records
 from pips_jax.weights import CLIP_INPUT_RESOLUTION, SHIPPED_NAME, Weights, load_weights

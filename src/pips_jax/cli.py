@@ -246,8 +246,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from pips_jax.checkpoint.store import atomic_write_bytes
     from pips_jax.evaluation.runner import evaluate, load_samples, tracker_predictor
+    from pips_jax.files import atomic_write_bytes
     from pips_jax.tracker import Tracker
     from pips_jax.weights import CLIP_INPUT_RESOLUTION
 
@@ -292,7 +292,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from pips_jax.benchmark import format_table, reference_summary, run_suite
-    from pips_jax.checkpoint.store import atomic_write_bytes
+    from pips_jax.files import atomic_write_bytes
 
     def write(report: dict) -> None:
         if args.json:

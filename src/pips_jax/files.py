@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -54,6 +55,30 @@ def make_output_dir(path: str | os.PathLike) -> Path:
     if not os.access(out, os.W_OK | os.X_OK):
         raise InputError(f"output directory {out} is not writable")
     return out
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Writes ``data`` to ``path`` through a temporary file in the same folder.
+
+    The temporary file is created with mode 0o666 less the umask, the permissions a
+    plain ``open(path, "wb")`` gives (``mkstemp``'s would be owner-only, and reading
+    the umask means setting it, which races with other threads' file creation)."""
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"cannot write {path}: {folder} is a file, expected a folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 class StagedOutputs:

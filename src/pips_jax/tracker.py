@@ -894,7 +894,7 @@ def save_npz(path: str | os.PathLike, result: TrackResult) -> Path:
     """
     import io
 
-    from pips_jax.checkpoint.store import atomic_write_bytes
+    from pips_jax.files import atomic_write_bytes
 
     buf = io.BytesIO()
     np.savez(
@@ -935,7 +935,7 @@ def save_csv(path: str | os.PathLike, result: TrackResult) -> Path:
     of the top-left pixel, off the frame where the point left it), ``visible`` is 0/1
     (0 wherever the position is off the frame).
     """
-    from pips_jax.checkpoint.store import atomic_write_bytes
+    from pips_jax.files import atomic_write_bytes
 
     n, t = result.visibility.shape
     point = np.repeat(np.arange(n), t)

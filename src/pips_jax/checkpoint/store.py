@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,8 @@ from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
 from pips_jax.config import ModelConfig
-from pips_jax.errors import CheckpointError, InputError
+from pips_jax.errors import CheckpointError
+from pips_jax.files import atomic_write_bytes
 from pips_jax.model.pips import Params, Pips
 
 FORMAT = "pips-jax"
@@ -59,30 +59,6 @@ def unflatten(flat: Mapping[str, np.ndarray]) -> dict:
             node = node.setdefault(name, {})
         node[leaf] = value
     return out
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Writes ``data`` to ``path`` through a temporary file in the same folder.
-
-    The temporary file is created with mode 0o666 less the umask, the permissions a
-    plain ``open(path, "wb")`` gives (``mkstemp``'s would be owner-only, and reading
-    the umask means setting it, which races with other threads' file creation)."""
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if folder.exists() and not folder.is_dir():
-        raise InputError(f"cannot write {path}: {folder} is a file, expected a folder")
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_params(

@@ -1197,7 +1197,7 @@ def write_tapvid_pickle(
 ) -> str:
     """Writes :func:`to_tapvid` ``(clips)`` as a pickle, atomically (temp file, then
     ``os.replace``); returns the path written."""
-    from pips_jax.checkpoint.store import atomic_write_bytes
+    from pips_jax.files import atomic_write_bytes
 
     path = os.fspath(path)
     atomic_write_bytes(path, pickle.dumps(to_tapvid(clips), protocol=pickle.HIGHEST_PROTOCOL))

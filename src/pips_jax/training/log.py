@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pips_jax.checkpoint.store import atomic_write_bytes
+from pips_jax.files import atomic_write_bytes
 
 
 def _clean(value: Any) -> Any:

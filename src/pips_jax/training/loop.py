@@ -32,9 +32,9 @@ from typing import Any
 import jax
 import numpy as np
 
-from pips_jax.checkpoint.store import atomic_write_bytes, save_params
+from pips_jax.checkpoint.store import save_params
 from pips_jax.errors import InputError, PipsError
-from pips_jax.files import make_output_dir
+from pips_jax.files import atomic_write_bytes, make_output_dir
 from pips_jax.training.checkpoints import RunCheckpoints, check_model_config, load_init_params
 from pips_jax.training.config import TrainConfig
 from pips_jax.training.data import BatchLoader, ClipSpec
