@@ -1,24 +1,73 @@
-"""Output files that are whole or absent: a set of outputs replaced together.
+"""Files that are whole or absent: atomic writes, output folders, outputs replaced together.
 
-A command that writes several files (tracks, a CSV, a video) must never leave a mix of
-new and stale files, half-written files, or an empty folder after a failure or Ctrl-C.
-:class:`StagedOutputs` writes every file under a temporary name in the output folder
-and, only once all are written, renames them into place and removes the earlier outputs
-of the same run that this run did not write again. Until then the earlier outputs are
-untouched; on failure the temporary files go, and so does any folder it created.
+Every writer of the package writes under a temporary name beside the final file
+(:func:`temporary_name`: hidden, same extension) and renames it into place only once it
+is complete, so a failure or Ctrl-C never leaves a half-written file.
+:func:`atomic_write_bytes` does it for bytes, :func:`create_temporary` with
+:func:`replaced_on_success` for writers that open the file themselves (videos, plots).
+
+A command that writes several files (tracks, a CSV, a video) must also never leave a
+mix of new and stale files, or an empty folder after a failure or Ctrl-C.
+:class:`StagedOutputs` has every file written under a temporary name in the output
+folder and, only once all are written, renames them into place and removes the earlier
+outputs of the same run that this run did not write again. Until then the earlier
+outputs are untouched; on failure the temporary files go, and so does any folder it
+created.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
-import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from pips_jax import interrupts
 from pips_jax.errors import InputError
+
+
+def temporary_name(path: Path) -> Path:
+    """A new hidden name beside ``path`` that keeps its extension (writers that pick the
+    format by extension see the right one): ``.<stem>.<8 hex digits>.tmp<suffix>``."""
+    return path.with_name(f".{path.stem}.{secrets.token_hex(4)}.tmp{path.suffix}")
+
+
+def create_temporary(path: Path) -> Path:
+    """Creates an empty file under a new :func:`temporary_name` of ``path``; returns it.
+
+    The file is created with mode 0o666 less the umask, the permissions a plain
+    ``open(path, "wb")`` gives (``mkstemp``'s would be owner-only, and reading the umask
+    means setting it, which races with other threads' file creation).
+
+    Raises:
+        OSError: the folder is missing or not writable.
+    """
+    for _ in range(100):
+        tmp = temporary_name(path)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask applies
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(  # pragma: no cover - 100 draws of 32 random bits all taken
+        errno.EEXIST, "no free temporary name", str(path)
+    )
+
+
+@contextlib.contextmanager
+def replaced_on_success(tmp: Path, path: Path) -> Iterator[None]:
+    """Renames ``tmp`` to ``path`` when the block succeeds and removes ``tmp`` when it
+    fails (Ctrl-C included), so ``path`` is either the new file whole or as it was."""
+    try:
+        yield
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
 
 
 def check_output_dir(path: str | os.PathLike) -> Path:
@@ -58,27 +107,19 @@ def make_output_dir(path: str | os.PathLike) -> Path:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Writes ``data`` to ``path`` through a temporary file in the same folder.
-
-    The temporary file is created with mode 0o666 less the umask, the permissions a
-    plain ``open(path, "wb")`` gives (``mkstemp``'s would be owner-only, and reading
-    the umask means setting it, which races with other threads' file creation)."""
+    """Writes ``data`` to ``path`` through a temporary file in the same folder
+    (:func:`create_temporary`, so with the permissions a plain ``open(path, "wb")``
+    gives), synced to disk before it is renamed into place."""
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     if folder.exists() and not folder.is_dir():
         raise InputError(f"cannot write {path}: {folder} is a file, expected a folder")
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    tmp = create_temporary(path)
+    with replaced_on_success(tmp, path), open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 class StagedOutputs:
@@ -118,8 +159,7 @@ class StagedOutputs:
         """Where to write the output ``name``: a temporary path in the folder with the
         same extension (writers that pick the format by extension see the right one)."""
         final = self.folder / name
-        suffix = "".join(Path(name).suffixes[-1:])
-        tmp = self.folder / f".{Path(name).stem}.{secrets.token_hex(4)}.tmp{suffix}"
+        tmp = temporary_name(final)
         self._staged.append((tmp, final))
         return tmp
 

@@ -46,10 +46,8 @@ at the end, so a failed or interrupted write never leaves a partial file.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import secrets
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -61,6 +59,7 @@ import numpy as np
 
 from pips_jax import interrupts
 from pips_jax.errors import InputError, PipsWarning
+from pips_jax.files import create_temporary, replaced_on_success
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 """Extensions of the images read from a folder of frames (compared case-insensitively)."""
@@ -432,8 +431,17 @@ def _read_video_file(
                 break
 
 
-def _as_rgb_array(frames: Any, what: str = "frames") -> np.ndarray:
-    """Validates a ``(T, H, W, C)`` / ``(T, H, W)`` uint8 array and returns ``(T, H, W, 3)``."""
+def as_rgb_video(frames: Any, what: str = "frames") -> np.ndarray:
+    """A uint8 video array as ``(T, H, W, 3)`` RGB (C-contiguous).
+
+    Args:
+        frames: ``(T, H, W, 3)`` uint8 RGB; ``(T, H, W)`` and ``(T, H, W, 1)`` gray are
+            repeated in R, G and B, ``(T, H, W, 4)`` RGBA loses its alpha channel.
+        what: how messages name the array.
+
+    Raises:
+        InputError: not an array, not uint8, another shape, or an empty one.
+    """
     if not isinstance(frames, np.ndarray):
         raise InputError(
             f"{what}: expected a (T, H, W, 3) uint8 array, a video file or a folder path, got {type(frames).__name__}"
@@ -482,7 +490,7 @@ def load_video(source: Any) -> tuple[np.ndarray, VideoInfo]:
         video = np.stack(frames)
         del frames
         return video, VideoInfo(len(video), video.shape[1], video.shape[2], fps, p, len(video))
-    video = _as_rgb_array(source)
+    video = as_rgb_video(source)
     return video, VideoInfo(len(video), video.shape[1], video.shape[2], 0.0, None, len(video))
 
 
@@ -498,14 +506,27 @@ def _pick_mp4_codec() -> str:
         return "mpeg4"
 
 
-def _as_frame(frame: Any, index: int, path: Path) -> np.ndarray:
+def as_rgb_frame(frame: Any, index: int, where: str | os.PathLike) -> np.ndarray:
+    """One uint8 frame as ``(H, W, 3)`` RGB (the conversions of :func:`as_rgb_video`).
+
+    Args:
+        frame: ``(H, W, 3)`` uint8 RGB, ``(H, W)`` / ``(H, W, 1)`` gray or ``(H, W, 4)``
+            RGBA.
+        index: the frame's index, and ``where`` the file or function it is for: messages
+            start with ``"<where>: frame <index>"``.
+
+    Raises:
+        InputError: not an array, not uint8, another shape, or an empty one.
+    """
     if not isinstance(frame, np.ndarray):
         raise InputError(
-            f"{path}: frame {index} is a {type(frame).__name__}; expected an (H, W, 3) uint8 array"
+            f"{where}: frame {index} is a {type(frame).__name__}; expected an (H, W, 3) uint8 array"
         )
     if frame.ndim not in (2, 3):
-        raise InputError(f"{path}: frame {index} has shape {frame.shape}; expected (H, W, 3) uint8")
-    return _as_rgb_array(frame[None], what=f"{path}: frame {index}")[0]
+        raise InputError(
+            f"{where}: frame {index} has shape {frame.shape}; expected (H, W, 3) uint8"
+        )
+    return as_rgb_video(frame[None], what=f"{where}: frame {index}")[0]
 
 
 def _check_output(path: str | os.PathLike) -> tuple[Path, str]:
@@ -529,22 +550,6 @@ def _check_output(path: str | os.PathLike) -> tuple[Path, str]:
             f"{p}: cannot create the output folder {parent} ({_one_line(err)}); expected a writable folder"
         ) from err
     return p, ext
-
-
-def _temp_path(p: Path) -> Path:
-    for _ in range(100):
-        tmp = p.with_name(f".{p.stem}.{secrets.token_hex(4)}.tmp{p.suffix}")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask applies
-        except FileExistsError:
-            continue
-        except OSError as err:
-            raise InputError(
-                f"{p}: cannot write in {p.parent} ({_one_line(err)}); expected a writable folder"
-            ) from err
-        os.close(fd)
-        return tmp
-    raise InputError(f"{p}: cannot create a temporary file in {p.parent}")  # pragma: no cover
 
 
 def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float) -> Path:
@@ -575,17 +580,17 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
         or not (np.isfinite(fps) and fps > 0)
     ):
         raise InputError(f"{p}: fps={fps!r}; expected a positive frame rate")
-    tmp = _temp_path(p)
     try:
+        tmp = create_temporary(p)
+    except OSError as err:
+        raise InputError(
+            f"{p}: cannot write in {p.parent} ({_one_line(err)}); expected a writable folder"
+        ) from err
+    with replaced_on_success(tmp, p):
         if ext == ".gif":
             _write_gif(tmp, p, frames, float(fps))
         else:
             _write_av(tmp, p, VIDEO_WRITE_FORMATS[ext], frames, float(fps))
-        os.replace(tmp, p)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
     return p
 
 
@@ -594,7 +599,7 @@ def _checked_frames(frames: Iterable[np.ndarray], p: Path) -> Iterator[np.ndarra
     n = 0
     for i, frame in enumerate(frames):
         interrupts.check()
-        f = _as_frame(frame, i, p)
+        f = as_rgb_frame(frame, i, p)
         if shape is None:
             shape = f.shape
         elif f.shape != shape:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from pips_jax.errors import InputError
-from pips_jax.video import DEFAULT_FPS, _as_frame, _as_rgb_array, read_frames, write_video
+from pips_jax.video import DEFAULT_FPS, as_rgb_frame, as_rgb_video, read_frames, write_video
 
 _GOLDEN = 0.6180339887498949
 # (saturation, value) cycled with the point index so that neighbouring hues also
@@ -108,7 +108,7 @@ def _frames_iter(frames: Any) -> Iterator[np.ndarray]:
     if isinstance(frames, (str, os.PathLike)):
         return read_frames(frames)
     if isinstance(frames, np.ndarray):
-        return iter(_as_rgb_array(frames))
+        return iter(as_rgb_video(frames))
     if isinstance(frames, Iterable):
         return iter(frames)
     raise InputError(
@@ -180,7 +180,7 @@ def _draw_tracks(
             raise InputError(
                 f"frames: more frames than the {num_t} frames of the tracks; expected as many frames as tracks have"
             )
-        frame = _as_frame(frame, t, Path("frames"))
+        frame = as_rgb_frame(frame, t, "frames")
         if shape is None:
             shape = frame.shape
         elif frame.shape != shape:
@@ -238,7 +238,7 @@ def draw_queries(
     """
     from PIL import Image, ImageDraw
 
-    frame = _as_frame(frame, 0, Path("draw_queries"))
+    frame = as_rgb_frame(frame, 0, "draw_queries")
     q = np.asarray(queries)
     if q.ndim != 2 or q.shape[-1] != 3 or not np.issubdtype(q.dtype, np.number):
         raise InputError(
@@ -266,8 +266,8 @@ def side_by_side(query_panel: np.ndarray, frame: np.ndarray, gap: int = 0) -> np
 
     Frames of different heights are padded with black at the bottom.
     """
-    a = _as_frame(query_panel, 0, Path("query_panel"))
-    b = _as_frame(frame, 0, Path("frame"))
+    a = as_rgb_frame(query_panel, 0, "query_panel")
+    b = as_rgb_frame(frame, 0, "frame")
     h = max(a.shape[0], b.shape[0])
     out = np.zeros((h, a.shape[1] + gap + b.shape[1], 3), np.uint8)
     out[: a.shape[0], : a.shape[1]] = a
@@ -338,7 +338,7 @@ def label_frame(frame: np.ndarray, text: str) -> np.ndarray:
     """
     from PIL import Image, ImageDraw, ImageFont
 
-    frame = _as_frame(frame, 0, Path("label_frame"))
+    frame = as_rgb_frame(frame, 0, "label_frame")
     size = max(10, round(frame.shape[0] / 24))
     img = Image.fromarray(frame)
     font = ImageFont.load_default(size=size)

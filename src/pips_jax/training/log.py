@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pips_jax.files import atomic_write_bytes
+from pips_jax.files import atomic_write_bytes, create_temporary, replaced_on_success
 
 
 def _clean(value: Any) -> Any:
@@ -119,7 +119,7 @@ def plot_curves(records: list[dict[str, Any]], out_path: str | os.PathLike) -> P
             ax.text(0.5, 0.5, "no data yet", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
     out_path = Path(out_path)
-    tmp = out_path.with_name(f".{out_path.name}.tmp.png")
-    fig.savefig(tmp, dpi=80)
-    os.replace(tmp, out_path)
+    tmp = create_temporary(out_path)
+    with replaced_on_success(tmp, out_path):
+        fig.savefig(tmp, dpi=80)
     return out_path
