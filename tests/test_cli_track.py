@@ -9,7 +9,7 @@ from PIL import Image
 from pips_jax import Pips
 from pips_jax.checkpoint.store import save_params
 from pips_jax.cli import main
-from pips_jax.tracker import load_npz
+from pips_jax.tracks_io import load_npz
 from pips_jax.video import read_frames, write_video
 from small_model import SMALL
 

@@ -1,11 +1,12 @@
 """tools/ship_weights.py: the card after one more training stage, on a hand-made card."""
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
 
-from pips_jax.training.heldout import REPORTED
+from pips_jax.evaluation.runner import SUMMARY_METRICS
 
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "ship_weights.py"
 spec = importlib.util.spec_from_file_location("ship_weights", TOOL)
@@ -14,7 +15,7 @@ spec.loader.exec_module(ship)
 
 
 def _scores(value):
-    return {k: value for k in REPORTED}
+    return {k: value for k in SUMMARY_METRICS}
 
 
 def _stage(steps, crop, seconds):
@@ -23,21 +24,12 @@ def _stage(steps, crop, seconds):
 
 CARD = {
     "name": "tiny",
-    "description": "A model trained on clips, in 2 stages: 700 steps on 128x128 crops. Old.",
     "steps": 1700,
     "training_time_s": 300,
     "stages": [_stage(700, [128, 128], 100), _stage(1000, [256, 256], 200)],
     "iters": 4,
-    "evaluation": {
-        "benchmark": "16 clips",
-        "model": _scores(0.1),
-        "zero_motion": _scores(0.05),
-        "model_6_iterations": _scores(0.08),
-    },
-    "held_out_curve": {
-        "clips": "4 clips; steps counted over both stages (stage 2 starts at 700)",
-        "points": [{"step": 700, **_scores(0.1)}, {"step": 1700, **_scores(0.2)}],
-    },
+    "evaluation": {"model": _scores(0.1), "model_6_iterations": _scores(0.08)},
+    "held_out_curve": {"points": [{"step": 700, **_scores(0.1)}, {"step": 1700, **_scores(0.2)}]},
 }
 CONFIG = {"num_steps": 500, "seed": 7, "crop": [256, 256]}
 RECORDS = [
@@ -46,37 +38,38 @@ RECORDS = [
         "type": "eval",
         "step": 250,
         **_scores(0.123456),
-        **{f"zero_motion_{k}": 0.01 for k in REPORTED},
+        **{f"zero_motion_{k}": 0.01 for k in SUMMARY_METRICS},
     },
     {"type": "train", "step": 500, "elapsed": 80.4},
 ]
 
 
+def _report(value, iters, seed=1000, resolution=(256, 256), baseline=0.05):
+    """A report as ``pips-jax eval --json`` writes it (after a JSON round trip)."""
+    report = {
+        "dataset": f"generated: 16 clips, seed {seed}",
+        "query_mode": "first",
+        "input_resolution": list(resolution),
+        "eval_resolution": [256, 256],
+        "weights": f"runs/x (pips-jax train run, step 500); iterations per window: {iters}",
+        "scores": {"pips": _scores(value), "zero_motion": _scores(baseline)},
+        "iters": iters,
+        "precision": "float32",
+    }
+    return json.loads(json.dumps(report))
+
+
 def test_next_card_appends_the_stage_and_counts_steps_over_all_stages():
-    new = ship.next_card(CARD, CONFIG, RECORDS, _scores(0.987654), "pips-jax train --seed 7")
+    new = ship.next_card(CARD, CONFIG, RECORDS, "pips-jax train --seed 7")
     assert new["steps"] == 2200 and new["training_time_s"] == 100 + 200 + 80
     assert new["training_command"] == "pips-jax train --seed 7" and new["data_seed"] == 7
     stage = new["stages"][-1]
     assert len(new["stages"]) == 3 and stage["training_config"] is CONFIG
     assert (stage["steps"], stage["data_seed"], stage["training_time_s"]) == (500, 7, 80)
-    assert stage["init"] == "stage 2's weights (the previous tiny.safetensors)"
-    assert new["description"] == (
-        "A model trained on clips, in 3 stages: 700 steps on 128x128 crops, then 1000 steps "
-        "on 256x256 crops fine-tuning the previous stage, then 500 steps on 256x256 crops "
-        "fine-tuning the previous stage. A demonstration that training works and an offline "
-        "default, far from the released model's quality."
-    )
+    assert stage["init_stage"] == 2
     assert new["iters"] == 4
-    # The new weights' scores replace every score of the old ones.
-    assert new["evaluation"] == {
-        "benchmark": "16 clips",
-        "model": _scores(0.9877),
-        "zero_motion": _scores(0.05),
-    }
+    assert "evaluation" not in new  # the old weights' scores go
     curve = new["held_out_curve"]
-    assert curve["clips"] == (
-        "4 clips; steps counted over all stages (stage 2 starts at 700, stage 3 starts at 1700)"
-    )
     assert [p["step"] for p in curve["points"]] == [700, 1700, 1950]
     assert curve["points"][-1]["average_jaccard"] == 0.1235
     assert curve["zero_motion"] == _scores(0.01)
@@ -85,167 +78,127 @@ def test_next_card_appends_the_stage_and_counts_steps_over_all_stages():
 
 def test_an_unfinished_run_is_refused():
     with pytest.raises(ValueError, match="expected a finished run of 600 steps, found the log"):
-        ship.next_card(CARD, {**CONFIG, "num_steps": 600}, RECORDS, _scores(0.5), "cmd")
+        ship.next_card(CARD, {**CONFIG, "num_steps": 600}, RECORDS, "cmd")
 
 
-def test_an_evaluation_with_another_iteration_count_is_refused():
-    report = {
-        "weights": "runs/x (pips-jax train run, step 500); iterations per window: 6",
-        "input_resolution": [256, 256],
-        "scores": {"pips": _scores(0.5)},
-    }
+def test_the_benchmark_must_be_measured_with_the_cards_settings():
+    settings = ship.card_settings({**CARD, "input_resolution": [384, 384]})
+    assert (settings.iters, settings.clip_resolution) == (4, (384, 384))
+    assert ship.card_settings({"name": "no choices"}).clip_resolution == (256, 256)
+    report = _report(0.5, 4, resolution=(384, 384))
+    assert ship.benchmark_scores(report, settings) == _scores(0.5)
     with pytest.raises(
         ValueError,
-        match="expected an evaluation with the card's 4 iterations per window, found 6 in",
+        match=r"^expected an evaluation with iters 4, found 6 \(run pips-jax eval with --iters 4\)$",
     ):
-        ship.benchmark_scores(report, 4, (256, 256))
-    assert ship.benchmark_scores(report, 6, (256, 256)) == _scores(0.5)
-    with pytest.raises(ValueError, match="found no count in 'old.safetensors'"):
-        ship.benchmark_scores({"weights": "old.safetensors", "scores": {}}, 6, (256, 256))
-
-
-def test_an_evaluation_at_another_input_resolution_is_refused():
-    report = _report(0.5, 4, resolution=(256, 256))
+        ship.benchmark_scores(_report(0.5, 6, resolution=(384, 384)), settings)
     with pytest.raises(
         ValueError,
-        match=r"^expected an evaluation at model input resolution 384x384, found 256x256 \(run "
+        match=r"^expected an evaluation with input_resolution 384x384, found 256x256 \(run "
         r"pips-jax eval with --input-resolution 384x384\)$",
     ):
-        ship.benchmark_scores(report, 4, (384, 384))
-    assert ship.card_resolution(CARD) == (256, 256)  # no input_resolution: eval's default
-    assert ship.card_resolution({**CARD, "input_resolution": [384, 384]}) == (384, 384)
+        ship.benchmark_scores(_report(0.5, 4), settings)
+    old = {k: v for k, v in report.items() if k != "iters"}  # from before reports had it
+    with pytest.raises(ValueError, match="expected a pips-jax eval report with its 'iters'"):
+        ship.benchmark_scores(old, settings)
 
 
-def test_the_curve_plot_is_written(tmp_path):
-    new = ship.next_card(CARD, CONFIG, RECORDS, _scores(0.5), "cmd")
-    out = tmp_path / "curve.png"
-    ship.plot_curve(new, out)
-    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert [p.name for p in tmp_path.iterdir()] == ["curve.png"]
-
-
-def _report(value, iters, seed=1000, resolution=(256, 256)):
-    return {
-        "dataset": f"generated: 16 clips, seed {seed}",
-        "weights": f"runs/x (pips-jax train run, step 500); iterations per window: {iters}",
-        "input_resolution": list(resolution),
-        "scores": {"pips": _scores(value)},
+def test_the_benchmark_and_its_variants_are_stored_with_their_settings():
+    new = ship.next_card(CARD, CONFIG, RECORDS, "cmd")
+    bench = _report(0.5, 4, baseline=0.0512345)
+    also = (_report(0.456789, 6), _report(0.4, 4, resolution=(384, 384)))
+    new = ship.with_benchmark(new, bench, also)
+    assert new["evaluation"] == {
+        "settings": {
+            "dataset": "generated: 16 clips, seed 1000",
+            "query_mode": "first",
+            "iters": 4,
+            "input_resolution": [256, 256],
+            "eval_resolution": [256, 256],
+        },
+        "model": _scores(0.5),
+        "zero_motion": _scores(0.0512),
+        "model_6_iterations": _scores(0.4568),
+        "model_input_384x384": _scores(0.4),
     }
+    with pytest.raises(ValueError, match="expected --eval-also on the benchmark's"):
+        ship.with_benchmark(new, bench, (_report(0.4, 6, seed=2000),))
+    with pytest.raises(
+        ValueError, match="changed, found iters 6 at 384x384$"
+    ):  # both settings changed: which one the scores speak of is unclear
+        ship.with_benchmark(new, bench, (_report(0.4, 6, resolution=(384, 384)),))
 
 
-def test_the_original_iteration_count_is_stored_beside_the_cards():
-    new = ship.next_card(CARD, CONFIG, RECORDS, _scores(0.5), "cmd")
-    assert "model_6_iterations" not in new["evaluation"]
-    with_6 = ship.iteration_evidence(new, _report(0.5, 4), _report(0.456789, 6))
-    assert with_6["evaluation"]["model_6_iterations"] == _scores(0.4568)
-    assert with_6["evaluation"]["model"] == _scores(0.5)
-    with pytest.raises(ValueError, match="expected an evaluation with the card's 6 iterations"):
-        ship.iteration_evidence(new, _report(0.5, 4), _report(0.4, 4))
-    with pytest.raises(ValueError, match="expected --eval-original on the benchmark's"):
-        ship.iteration_evidence(new, _report(0.5, 4), _report(0.4, 6, seed=2000))
-
-
-def test_the_validation_writes_the_iteration_sentence_from_every_version():
+def test_validation_chooses_the_best_scoring_value_and_keeps_every_version():
     old = {
         **CARD,
         "iters_validation": [{"stage": 2, "dataset": "d", "4": _scores(0.5), "6": _scores(0.45)}],
     }
-    val = (_report(0.6034, 4, seed=2000), _report(0.55, 6, seed=2000))
-    trained_6 = ship.next_card(old, {**CONFIG, "iters": 6}, RECORDS, _scores(0.5), "cmd")
-    sentence = ship.iteration_evidence(trained_6, _report(0.5, 4), validation=val)["iters_choice"]
-    assert sentence.startswith("4 refinement iterations per window is their default in track")
-    new = ship.next_card(old, {**CONFIG, "iters": 4}, RECORDS, _scores(0.5), "cmd")
-    new = ship.iteration_evidence(new, _report(0.5, 4), validation=val)
-    assert [e["stage"] for e in new["iters_validation"]] == [2, 3]
-    assert new["iters_validation"][-1]["4"] == _scores(0.6034)
-    assert new["iters_validation"][-1]["input_resolution"] == [256, 256]
-    # Hand-written: delta_avg and OA in percent with one decimal, the median in px.
-    assert new["iters_choice"] == (
-        "4 refinement iterations per window, the count the weights were trained with, is their "
-        "default in track, demo and eval: on validation clips (generated: 16 clips, seed 2000; "
-        "not the benchmark's), with model input 256x256, 4 iterations scored delta_avg 60.3, median "
-        "0.60 px, OA 60.3 "
-        "against 55.0, 0.55 px, 55.0 with the original's 6 (as for every earlier version "
-        "checked: stage 2's weights 50.0, 0.50 px, 50.0 against 45.0, 0.45 px, 45.0)"
-    )
-    assert old["iters_validation"][-1]["stage"] == 2 and len(old["iters_validation"]) == 1
-
-
-def test_a_validation_that_favours_the_original_count_or_reuses_the_benchmark_is_refused():
-    new = ship.next_card(CARD, CONFIG, RECORDS, _scores(0.5), "cmd")
-    worse = (_report(0.5, 4, seed=2000), _report(0.51, 6, seed=2000))
-    with pytest.raises(
-        ValueError, match=r"beat 6 on the validation clips, found delta_avg 50\.0 against 51\.0"
-    ):
-        ship.iteration_evidence(new, _report(0.5, 4), validation=worse)
-    same = (_report(0.6, 4), _report(0.5, 6))
-    with pytest.raises(ValueError, match="expected validation clips other than the benchmark's"):
-        ship.iteration_evidence(new, _report(0.5, 4), validation=same)
-    mixed = (_report(0.6, 4, seed=2000), _report(0.5, 6, seed=3000))
-    with pytest.raises(ValueError, match="expected every validation report on the same clips"):
-        ship.iteration_evidence(new, _report(0.5, 4), validation=mixed)
-
-
-def _val(value, resolution, seed=2000):
-    return _report(value, 4, seed=seed, resolution=resolution)
-
-
-def test_the_benchmark_at_other_input_resolutions_is_stored_beside_the_cards():
-    card = {**CARD, "input_resolution": [384, 384]}
-    new = ship.next_card(card, CONFIG, RECORDS, _scores(0.5), "cmd")
-    bench = _report(0.5, 4, resolution=(384, 384))
-    at_256 = _report(0.456789, 4, resolution=(256, 256))
-    new = ship.resolution_evidence(new, bench, (at_256,))
-    assert new["evaluation"]["model_input_256x256"] == _scores(0.4568)
-    assert new["evaluation"]["model"] == _scores(0.5)
-    assert "input_resolution_validation" not in new
-    with pytest.raises(ValueError, match="expected --eval-at on the benchmark's"):
-        ship.resolution_evidence(new, bench, (_val(0.4, (256, 256)),))
-    with pytest.raises(ValueError, match="expected an evaluation with the card's 4 iterations"):
-        ship.resolution_evidence(new, bench, (_report(0.4, 6, resolution=(256, 256)),))
-
-
-def test_the_resolution_validation_writes_the_choice_from_the_cards_resolution():
-    card = {**CARD, "input_resolution": [384, 384], "input_resolution_validation": [{"stage": 2}]}
-    new = ship.next_card(card, CONFIG, RECORDS, _scores(0.5), "cmd")
-    bench = _report(0.5, 4, resolution=(384, 384))
-    val = (_val(0.6, (448, 448)), _val(0.7012, (384, 384)), _val(0.65, (256, 256)))
-    new = ship.resolution_evidence(new, bench, validation=val)
-    assert new["input_resolution_validation"] == [
-        {"stage": 2},
+    new = ship.next_card(old, CONFIG, RECORDS, "cmd")
+    val = [_report(0.55, 4, seed=2000), _report(0.6034, 6, seed=2000), _report(0.5, 8, seed=2000)]
+    new = ship.choose_by_validation(new, "iters", val, _report(0.5, 4))
+    assert new["iters"] == 6  # the best delta_avg
+    assert new["iters_validation"] == [
+        old["iters_validation"][0],
         {
             "stage": 3,
             "dataset": "generated: 16 clips, seed 2000",
-            "448x448": _scores(0.6),
-            "384x384": _scores(0.7012),
-            "256x256": _scores(0.65),
+            "input_resolution": [256, 256],
+            "4": _scores(0.55),
+            "6": _scores(0.6034),
+            "8": _scores(0.5),
         },
     ]
-    # Hand-written: the card's resolution first, then the others from the smallest.
-    assert new["input_resolution_choice"] == (
-        "a model input of 384x384 for 256x256 clips (frames resized to it, tracks mapped back) "
-        "is their default in demo and eval: on validation clips (generated: 16 clips, seed "
-        "2000; not the benchmark's) with 4 iterations it scored delta_avg 70.1, median 0.70 px, "
-        "OA 70.1, against 65.0, 0.65 px, 65.0 at 256x256; 60.0, 0.60 px, 60.0 at 448x448"
-    )
+    assert len(old["iters_validation"]) == 1 and old["iters"] == 4  # not modified
+
+    # The resolution is then chosen with the card's new iteration count.
+    val = [_report(0.6, 6, 2000, (448, 448)), _report(0.7012, 6, 2000, (384, 384))]
+    chosen = ship.choose_by_validation(new, "input_resolution", val, _report(0.5, 6))
+    assert chosen["input_resolution"] == [384, 384]
+    assert chosen["input_resolution_validation"][-1] == {
+        "stage": 3,
+        "dataset": "generated: 16 clips, seed 2000",
+        "iters": 6,
+        "448x448": _scores(0.6),
+        "384x384": _scores(0.7012),
+    }
+    with pytest.raises(ValueError, match="with the card's iters 6, found 4$"):
+        ship.choose_by_validation(
+            new, "input_resolution", [_report(0.6, 4, 2000, (448, 448)), *val], _report(0.5, 6)
+        )
 
 
-def test_a_resolution_validation_that_favours_another_resolution_is_refused():
-    card = {**CARD, "input_resolution": [384, 384]}
-    new = ship.next_card(card, CONFIG, RECORDS, _scores(0.5), "cmd")
-    bench = _report(0.5, 4, resolution=(384, 384))
-    better = (_val(0.6, (384, 384)), _val(0.61, (320, 320)))
-    with pytest.raises(
-        ValueError,
-        match=r"^expected the card's input resolution 384x384 to score best on the validation "
-        r"clips, found 320x320 with delta_avg 61\.0 against 60\.0 \(change the card's "
-        r"input_resolution first\)$",
-    ):
-        ship.resolution_evidence(new, bench, validation=better)
-    with pytest.raises(ValueError, match="at the card's input resolution 384x384, found 256x256"):
-        ship.resolution_evidence(new, bench, validation=(_val(0.6, (256, 256)),))
+def test_validation_on_the_benchmark_mixed_clips_or_one_candidate_is_refused():
+    new = ship.next_card(CARD, CONFIG, RECORDS, "cmd")
+    bench = _report(0.5, 4)
+    same = [_report(0.6, 4), _report(0.5, 6)]
     with pytest.raises(ValueError, match="expected validation clips other than the benchmark's"):
-        ship.resolution_evidence(new, bench, validation=(_val(0.6, (384, 384), seed=1000),))
-    mixed = (_val(0.6, (384, 384)), _val(0.5, (256, 256), seed=3000))
+        ship.choose_by_validation(new, "iters", same, bench)
+    mixed = [_report(0.6, 4, seed=2000), _report(0.5, 6, seed=3000)]
     with pytest.raises(ValueError, match="expected every validation report on the same clips"):
-        ship.resolution_evidence(new, bench, validation=mixed)
+        ship.choose_by_validation(new, "iters", mixed, bench)
+    with pytest.raises(ValueError, match="at least two iters values"):
+        ship.choose_by_validation(new, "iters", [_report(0.6, 4, seed=2000)], bench)
+    twice = [_report(0.6, 4, seed=2000), _report(0.5, 4, seed=2000)]
+    with pytest.raises(ValueError, match="one validation report per iters, found two at 4"):
+        ship.choose_by_validation(new, "iters", twice, bench)
+    other_res = [_report(0.6, 4, 2000), _report(0.5, 6, 2000, (384, 384))]
+    with pytest.raises(ValueError, match="with the card's input_resolution 256x256, found 384x384"):
+        ship.choose_by_validation(new, "iters", other_res, bench)
+
+
+def test_the_shipped_cards_choices_are_what_their_last_validation_decides():
+    card = json.loads((ship.ASSETS / "pips-jax-small-synthetic.json").read_text())
+    for choice in ("iters", "input_resolution"):
+        entry = card[f"{choice}_validation"][-1]
+        candidates = {k: v for k, v in entry.items() if isinstance(v, dict)}
+        best = max(candidates, key=lambda k: candidates[k][ship.DECIDING])
+        assert best == ship.name_of(choice, card[choice])
+
+
+def test_the_curve_plot_is_written(tmp_path):
+    new = ship.next_card(CARD, CONFIG, RECORDS, "cmd")
+    out = tmp_path / "curve.png"
+    ship.plot_curve(new, out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["curve.png"]

@@ -6,18 +6,9 @@ import numpy as np
 import pytest
 
 from pips_jax import InputError, Pips
-from pips_jax.tracker import (
-    Tracker,
-    check_queries,
-    grid_queries,
-    load_npz,
-    load_points_csv,
-    reanchor_offsets,
-    save_csv,
-    save_npz,
-    to_input_pixels,
-    to_model_pixels,
-)
+from pips_jax.ops.frame import to_input_pixels, to_model_pixels
+from pips_jax.tracker import Tracker, check_queries, grid_queries, reanchor_offsets
+from pips_jax.tracks_io import load_npz, load_points_csv, save_csv, save_npz
 from small_model import SMALL, damped_params
 
 H, W = 32, 48

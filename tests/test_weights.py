@@ -10,6 +10,7 @@ from pips_jax import Pips
 from pips_jax.checkpoint.store import save_params
 from pips_jax.cli import main
 from pips_jax.errors import CheckpointError
+from pips_jax.inference import InferenceSettings
 from pips_jax.weights import (
     SHIPPED_NAME,
     load_shipped,
@@ -48,7 +49,7 @@ def test_nothing_available_says_how_to_get_weights(empty_cache, tmp_path, monkey
 def test_shipped_weights_are_the_fallback_and_say_so(empty_cache, assets):
     _, params = assets
     w = load_weights()
-    assert w.config == SMALL and w.resolution == (64, 96)
+    assert w.config == SMALL and w.card == {"resolution": [64, 96]}
     assert SHIPPED_NAME in w.description and "pips-jax download" in w.description
     np.testing.assert_array_equal(
         w.params["vis_predictor"]["kernel"], np.asarray(params["vis_predictor"]["kernel"])
@@ -87,10 +88,11 @@ def test_the_cards_iteration_count_is_the_default_and_iters_overrides_it(
 ):
     folder, _ = assets
     (folder / f"{SHIPPED_NAME}.json").write_text(json.dumps({"resolution": [64, 96], "iters": 2}))
-    w = load_weights()
-    assert (w.iters, w.inference_iters(), w.inference_iters(5)) == (2, 2, 5)
+    card = load_weights().card
+    assert InferenceSettings.resolve(card).iters == 2
+    assert InferenceSettings.resolve(card, iters=5).iters == 5
     other = save_params(tmp_path / "other.safetensors", Pips(SMALL).init(jax.random.key(5)), SMALL)
-    assert load_weights(other).inference_iters() == 6  # no card: the original's count
+    assert InferenceSettings.resolve(load_weights(other).card).iters == 6  # the original's
     assert main(["demo", "--out", str(tmp_path / "a"), "--quiet"]) == 0
     assert "; iterations per window: 2" in capsys.readouterr().err
     assert main(["demo", "--out", str(tmp_path / "b"), "--iters", "1", "--quiet"]) == 0
@@ -100,16 +102,17 @@ def test_the_cards_iteration_count_is_the_default_and_iters_overrides_it(
 def test_the_cards_input_resolution_is_the_default_of_demo_and_eval(
     empty_cache, assets, tmp_path, capsys
 ):
-    from pips_jax.tracker import load_npz
+    from pips_jax.tracks_io import load_npz
 
     folder, _ = assets
     card = {"resolution": [64, 96], "iters": 1, "input_resolution": [48, 40]}
     (folder / f"{SHIPPED_NAME}.json").write_text(json.dumps(card))
-    w = load_weights()
-    assert (w.input_resolution, w.clip_input_resolution()) == ((48, 40), (48, 40))
-    assert w.clip_input_resolution((72, 72)) == (72, 72)
+    card = load_weights().card
+    assert InferenceSettings.resolve(card).clip_resolution == (48, 40)
+    assert InferenceSettings.resolve(card, clip_resolution=(72, 72)).clip_resolution == (72, 72)
     other = save_params(tmp_path / "other.safetensors", Pips(SMALL).init(jax.random.key(5)), SMALL)
-    assert load_weights(other).clip_input_resolution() == (256, 256)  # no card: TAP-Vid's
+    no_card = InferenceSettings.resolve(load_weights(other).card)
+    assert no_card.clip_resolution == (256, 256)  # no card: TAP-Vid's
 
     assert main(["demo", "--out", str(tmp_path / "a"), "--quiet"]) == 0
     assert "through 24 frames at 48x40 in " in capsys.readouterr().out
@@ -137,8 +140,9 @@ def test_the_shipped_weights_load_and_fit_the_size_limit():
     card = shipped_card()
     for key in ("training_command", "data_seed", "config", "evaluation", "iters"):
         assert key in card, f"the shipped weights' card lacks {key!r}"
-    assert w.iters == card["iters"] >= 1
-    assert w.clip_input_resolution() == tuple(card.get("input_resolution", (256, 256)))
+    settings = InferenceSettings.resolve(w.card)
+    assert settings.iters == card["iters"] >= 1
+    assert settings.clip_resolution == tuple(card.get("input_resolution", (256, 256)))
 
 
 def test_the_shipped_weights_track_better_than_standing_still(tmp_path):
@@ -152,6 +156,7 @@ def test_the_shipped_weights_track_better_than_standing_still(tmp_path):
     visible = ~clip.occluded
     query_xy = clip.query_points[:, None, [2, 1]]  # (t, y, x) -> (x, y), kept on every frame
     still = np.linalg.norm(clip.tracks - query_xy, axis=-1)[visible]
-    summary = run_demo(tmp_path, load_shipped(), iters=6)
+    weights = load_shipped()
+    summary = run_demo(tmp_path, weights, InferenceSettings.resolve(weights.card, iters=6))
     assert summary["median_error_px"] < 0.6 * np.median(still)
     assert summary["within_4px"] > 2 * np.mean(still < 4)

@@ -227,7 +227,7 @@ def _in_subprocess(kind: str, case: Any, timeout: float | None) -> dict[str, Any
     cmd = [
         sys.executable,
         "-c",
-        "import sys; from pips_jax.benchmark import _child; _child(sys.argv[1])",
+        "import sys; from pips_jax.benchmark import run_child; run_child(sys.argv[1])",
         payload,
     ]
     try:
@@ -240,7 +240,10 @@ def _in_subprocess(kind: str, case: Any, timeout: float | None) -> dict[str, Any
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _child(payload: str) -> None:
+def run_child(payload: str) -> None:
+    """The measurement a fresh interpreter makes for :func:`_in_subprocess`: ``payload``
+    is JSON ``{"kind": "forward" or "video", "case": <the case's fields>}``; prints the
+    result as one JSON line."""
     spec = json.loads(payload)
     if spec["kind"] == "forward":
         result = measure_forward(ForwardCase(**spec["case"]))

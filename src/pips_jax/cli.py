@@ -139,15 +139,9 @@ def cmd_track(args: argparse.Namespace) -> int:
 
     from pips_jax.errors import InputError
     from pips_jax.files import StagedOutputs, check_output_dir
-    from pips_jax.tracker import (
-        FrameSelection,
-        Tracker,
-        open_video,
-        output_names,
-        read_points_csv,
-        save_csv,
-        save_npz,
-    )
+    from pips_jax.inference import InferenceSettings
+    from pips_jax.tracker import FrameSelection, Tracker, open_video
+    from pips_jax.tracks_io import output_names, read_points_csv, save_csv, save_npz
     from pips_jax.weights import load_weights
 
     t0 = time.perf_counter()
@@ -162,16 +156,16 @@ def cmd_track(args: argparse.Namespace) -> int:
         if args.query_frame is not None:
             raise InputError("--query-frame applies to --grid; a points file gives t per point")
     weights = load_weights(args.checkpoint)
-    iters = weights.inference_iters(args.iters)
-    print(f"weights: {weights.describe(iters)}", file=sys.stderr)
-    tracker = Tracker(
+    settings = InferenceSettings.resolve(
+        weights.card, iters=args.iters, video_resolution=args.resolution, precision=args.precision
+    )
+    print(f"weights: {settings.describe(weights.description)}", file=sys.stderr)
+    tracker = Tracker.from_settings(
         weights.params,
         weights.config,
-        resolution=args.resolution,
-        iters=iters,
+        settings,
         max_points_per_batch=args.max_points_per_batch,
         progress=not args.quiet,
-        compute_dtype=args.precision,
     )
     result = tracker.track(
         source,
@@ -220,22 +214,20 @@ UNKNOWN_FPS_VIZ = 10.0
 def cmd_demo(args: argparse.Namespace) -> int:
     from pips_jax.demo import run_demo
     from pips_jax.files import make_output_dir
+    from pips_jax.inference import InferenceSettings
     from pips_jax.weights import load_weights
 
     weights = load_weights(args.checkpoint)
     out_dir = make_output_dir(args.out)
-    iters = weights.inference_iters(args.iters)
-    resolution = weights.clip_input_resolution(args.input_resolution)
-    print(f"weights: {weights.describe(iters)}", file=sys.stderr)
-    s = run_demo(
-        out_dir,
-        weights,
-        viz_format=args.viz_format,
-        iters=iters,
-        progress=not args.quiet,
-        compute_dtype=args.precision,
-        resolution=resolution,
+    settings = InferenceSettings.resolve(
+        weights.card,
+        iters=args.iters,
+        clip_resolution=args.input_resolution,
+        precision=args.precision,
     )
+    print(f"weights: {settings.describe(weights.description)}", file=sys.stderr)
+    s = run_demo(out_dir, weights, settings, viz_format=args.viz_format, progress=not args.quiet)
+    resolution = settings.clip_resolution
     print(
         f"demo: tracked {s['points']} points through {s['frames']} frames "
         f"at {resolution[0]}x{resolution[1]} in {s['seconds']:.1f} s; "
@@ -248,26 +240,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from pips_jax.evaluation.runner import evaluate, load_samples, tracker_predictor
     from pips_jax.files import atomic_write_bytes
+    from pips_jax.inference import DEFAULT_CLIP_RESOLUTION, InferenceSettings
     from pips_jax.tracker import Tracker
-    from pips_jax.weights import CLIP_INPUT_RESOLUTION
 
-    predictors, description = {}, "none (baseline only)"
-    resolution = args.input_resolution or CLIP_INPUT_RESOLUTION
-    if not args.baseline_only:
+    if args.baseline_only:
+        predictors, description, settings = {}, "none (baseline only)", None
+        resolution = args.input_resolution or DEFAULT_CLIP_RESOLUTION
+    else:
         from pips_jax.weights import load_weights
 
         weights = load_weights(args.checkpoint)
-        iters = weights.inference_iters(args.iters)
-        resolution = weights.clip_input_resolution(args.input_resolution)
-        description = weights.describe(iters)
-        tracker = Tracker(
-            weights.params,
-            weights.config,
-            resolution=resolution,
-            iters=iters,
-            compute_dtype=args.precision,
+        settings = InferenceSettings.resolve(
+            weights.card,
+            iters=args.iters,
+            clip_resolution=args.input_resolution,
+            precision=args.precision,
         )
-        predictors["pips"] = tracker_predictor(tracker)
+        description = settings.describe(weights.description)
+        resolution = settings.clip_resolution
+        tracker = Tracker.from_settings(weights.params, weights.config, settings, clips=True)
+        predictors = {"pips": tracker_predictor(tracker)}
     samples = load_samples(args.dataset, args.format, args.num_videos, args.seed)
     dataset = args.dataset or f"generated: {args.num_videos} clips, seed {args.seed}"
     report = evaluate(
@@ -277,8 +269,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         dataset=dataset,
         fmt=args.format,
-        input_resolution=tuple(resolution),
+        input_resolution=resolution,
         weights=description,
+        iters=None if settings is None else settings.iters,
+        precision=None if settings is None else settings.precision,
     )
     print(report.table())
     if args.json:

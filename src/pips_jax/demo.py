@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from pips_jax.evaluation.synthetic import SyntheticConfig, generate_clip
-from pips_jax.tracker import Tracker, save_csv, save_npz
+from pips_jax.inference import InferenceSettings
+from pips_jax.tracker import Tracker
+from pips_jax.tracks_io import save_csv, save_npz
 from pips_jax.weights import Weights
 
 DEMO_CLIP = SyntheticConfig(height=256, width=256, num_frames=24, num_objects=2, num_points=64)
@@ -24,17 +26,15 @@ DEMO_SEED = 7
 def run_demo(
     out_dir: Path,
     weights: Weights,
+    settings: InferenceSettings,
     viz_format: str = "gif",
-    iters: int | None = None,
     progress: bool = False,
-    compute_dtype: str = "float32",
-    resolution: tuple[int, int] | None = None,
 ) -> dict:
     """Tracks the demo clip's points and writes tracks and a visualization.
 
-    The 256x256 clip is resized to ``resolution`` ``(H, W)`` for the model (default:
-    the weights' own input resolution for clips, else 256x256) and the tracks are
-    mapped back to the clip's pixels.
+    The model runs as ``settings`` say; the 256x256 clip is resized to
+    ``settings.clip_resolution`` ``(H, W)`` for it and the tracks are mapped back to the
+    clip's pixels.
 
     Returns:
         A summary dict: output paths, frames, points, seconds, and the median error
@@ -45,13 +45,8 @@ def run_demo(
     t0 = time.perf_counter()
     clip = generate_clip(DEMO_CLIP, DEMO_SEED)
     queries = clip.query_points[:, [0, 2, 1]]  # (t, y, x) -> (t, x, y)
-    tracker = Tracker(
-        weights.params,
-        weights.config,
-        resolution=weights.clip_input_resolution(resolution),
-        iters=weights.inference_iters(iters),
-        progress=progress,
-        compute_dtype=compute_dtype,
+    tracker = Tracker.from_settings(
+        weights.params, weights.config, settings, clips=True, progress=progress
     )
     result = tracker.track(clip.video, queries=queries)
     visible = ~clip.occluded

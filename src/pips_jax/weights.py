@@ -11,69 +11,36 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pips_jax.config import DEFAULT_ITERS, ModelConfig
+from pips_jax.config import ModelConfig
 from pips_jax.errors import CheckpointError
 from pips_jax.model.pips import Params
 
 SHIPPED_NAME = "pips-jax-small-synthetic"
-#: (H, W) frames of 256x256 clips are resized to for the model in ``eval`` and ``demo``
-#: when neither the command nor the weights' card says otherwise (TAP-Vid's size).
-CLIP_INPUT_RESOLUTION = (256, 256)
 ASSETS = Path(__file__).resolve().parent / "assets"
 
 
 @dataclasses.dataclass
 class Weights:
-    """Parameters with their config and a one-line description of where they came from.
+    """Parameters with their config, a description of where they came from and their card.
 
     Attributes:
         params: the parameter tree of ``Pips(config)``.
         config: the model configuration the parameters belong to.
         description: where they came from, for messages.
-        resolution: ``(H, W)`` the weights were trained or are best used at, or None
-            (then callers use their own default).
-        iters: refinement iterations per window the weights are best used with, or
-            None (then :data:`DEFAULT_ITERS`, the original's).
-        input_resolution: ``(H, W)`` the model runs at on 256x256 clips (``eval`` and
-            ``demo``; frames are resized to it and tracks mapped back), or None (then
-            :data:`CLIP_INPUT_RESOLUTION`). ``track`` keeps its own default for real
-            videos.
+        card: the weights' card: numbers and choices, among them ``iters`` (refinement
+            iterations per window) and ``input_resolution`` (``(H, W)`` the model runs at
+            on 256x256 clips), which :meth:`pips_jax.inference.InferenceSettings.resolve`
+            reads; empty for weights without a card.
     """
 
     params: Params
     config: ModelConfig
     description: str
-    resolution: tuple[int, int] | None = None
-    iters: int | None = None
-    input_resolution: tuple[int, int] | None = None
-
-    def inference_iters(self, requested: int | None = None) -> int:
-        """``requested`` if given, else the weights' own count, else :data:`DEFAULT_ITERS`."""
-        if requested is not None:
-            return requested
-        return self.iters if self.iters is not None else DEFAULT_ITERS
-
-    def clip_input_resolution(self, requested: tuple[int, int] | None = None) -> tuple[int, int]:
-        """``requested`` if given, else the weights' own input resolution for 256x256
-        clips, else :data:`CLIP_INPUT_RESOLUTION`; ``(H, W)``."""
-        if requested is not None:
-            return tuple(requested)
-        return self.input_resolution or CLIP_INPUT_RESOLUTION
-
-    def describe(self, iters: int) -> str:
-        """The description with the iteration count used, for messages and reports
-        (``"<description>; iterations per window: N"``)."""
-        return f"{self.description}; iterations per window: {iters}"
-
-    @staticmethod
-    def described_iters(text: str) -> int | None:
-        """The iteration count at the end of a :meth:`describe` text, or None."""
-        found = re.search(r"; iterations per window: (\d+)$", text)
-        return int(found.group(1)) if found else None
+    card: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def shipped_path() -> Path:
@@ -96,19 +63,12 @@ def load_shipped() -> Weights | None:
     path = shipped_path()
     if not path.is_file():
         return None
-    params, config, meta = load_params(path)
-    card = shipped_card()
-    res = card.get("resolution") or meta.get("resolution")
-    if isinstance(res, str):
-        res = [int(v) for v in res.split("x")]
-    clip_res = card.get("input_resolution")
+    params, config, _ = load_params(path)
     return Weights(
         params,
         config,
         f"pips-jax's own weights '{SHIPPED_NAME}' (trained on synthetic clips; {path})",
-        tuple(res) if res else None,
-        card.get("iters"),
-        tuple(clip_res) if clip_res else None,
+        shipped_card(),
     )
 
 

@@ -18,7 +18,7 @@ In both, a tensor is pickled as a call of ``torch._utils._rebuild_tensor_v2(stor
 storage_offset, size, stride, requires_grad, backward_hooks[, metadata])`` (or one
 of its relatives), where the storage is the persistent id above.
 
-Safety model: pickles are only ever read by :class:`_RestrictedUnpickler`, whose
+Safety model: pickles are only ever read by :class:`_StateDictUnpickler`, whose
 ``find_class`` resolves a small, explicit allow-list of global names (tensor
 rebuilding, storage types, dtypes, ``torch.Size`` and ``collections.OrderedDict``)
 to this module's own inert stand-ins; nothing is imported and no other callable is
@@ -411,7 +411,7 @@ def allowed_globals() -> list[str]:
 # --------------------------------------------------------------------------- #
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
+class _StateDictUnpickler(pickle.Unpickler):
     """An unpickler that resolves only the allow-listed globals, to inert stand-ins."""
 
     def __init__(
@@ -487,7 +487,7 @@ def _unpickle(
         for _ in pickletools.genops(_BoundedReader(file)):
             pass
         file.seek(start)
-        return _RestrictedUnpickler(file, path, persistent_load).load()
+        return _StateDictUnpickler(file, path, persistent_load).load()
     except CheckpointError:
         raise
     except _Invalid as exc:

@@ -72,6 +72,29 @@ def _as_float(name: str, x: object, ndim: int, last: int) -> np.ndarray:
     return arr.astype(np.float64)
 
 
+def _as_track_pair(gt_tracks: object, pred_tracks: object) -> tuple[np.ndarray, np.ndarray]:
+    """``(b, n, t, 2)`` ground-truth and predicted tracks of the same shape, as float64."""
+    gt_tracks = _as_float("gt_tracks", gt_tracks, 4, 2)
+    pred_tracks = _as_float("pred_tracks", pred_tracks, 4, 2)
+    if pred_tracks.shape != gt_tracks.shape:
+        raise InputError(
+            f"pred_tracks: expected shape {_shape_str(gt_tracks.shape)} like gt_tracks, "
+            f"found {_shape_str(pred_tracks.shape)}"
+        )
+    return gt_tracks, pred_tracks
+
+
+def _as_queries(query_points: object, b: int, n: int) -> np.ndarray:
+    """``(b, n, 3)`` query rows as float64, one per track of the ground truth."""
+    query_points = _as_float("query_points", query_points, 3, 3)
+    if query_points.shape != (b, n, 3):
+        raise InputError(
+            f"query_points: expected shape {_shape_str((b, n, 3))} to match gt_tracks, "
+            f"found {_shape_str(query_points.shape)}"
+        )
+    return query_points
+
+
 def _divide(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     """``num / den`` with NaN where ``den == 0`` (no warning)."""
     num = np.asarray(num, dtype=np.float64)
@@ -158,20 +181,9 @@ def compute_tapvid_metrics(
         A 0/0 ratio is NaN (e.g. a track with no visible evaluation frames). Average
         per-video values over videos (:func:`aggregate_metrics`) for a dataset score.
     """
-    gt_tracks = _as_float("gt_tracks", gt_tracks, 4, 2)
+    gt_tracks, pred_tracks = _as_track_pair(gt_tracks, pred_tracks)
     b, n, t, _ = gt_tracks.shape
-    pred_tracks = _as_float("pred_tracks", pred_tracks, 4, 2)
-    if pred_tracks.shape != gt_tracks.shape:
-        raise InputError(
-            f"pred_tracks: expected shape {_shape_str(gt_tracks.shape)} like gt_tracks, "
-            f"found {_shape_str(pred_tracks.shape)}"
-        )
-    query_points = _as_float("query_points", query_points, 3, 3)
-    if query_points.shape != (b, n, 3):
-        raise InputError(
-            f"query_points: expected shape {_shape_str((b, n, 3))} to match gt_tracks, "
-            f"found {_shape_str(query_points.shape)}"
-        )
+    query_points = _as_queries(query_points, b, n)
     gt_occluded = _as_bool("gt_occluded", gt_occluded, (b, n, t))
     pred_occluded = _as_bool("pred_occluded", pred_occluded, (b, n, t))
 
@@ -265,26 +277,15 @@ def trajectory_errors(
         (median over visible evaluation points). NaN where a video has no such
         points.
     """
-    gt_tracks = _as_float("gt_tracks", gt_tracks, 4, 2)
+    gt_tracks, pred_tracks = _as_track_pair(gt_tracks, pred_tracks)
     b, n, t, _ = gt_tracks.shape
-    pred_tracks = _as_float("pred_tracks", pred_tracks, 4, 2)
-    if pred_tracks.shape != gt_tracks.shape:
-        raise InputError(
-            f"pred_tracks: expected shape {_shape_str(gt_tracks.shape)} like gt_tracks, "
-            f"found {_shape_str(pred_tracks.shape)}"
-        )
     gt_occluded = _as_bool("gt_occluded", gt_occluded, (b, n, t))
     if query_points is None:
         if query_mode not in _QUERY_MODES:
             raise InputError(f"query_mode: expected 'first' or 'strided', found {query_mode!r}")
         evaluate = np.ones((b, n, t), dtype=bool)
     else:
-        query_points = _as_float("query_points", query_points, 3, 3)
-        if query_points.shape != (b, n, 3):
-            raise InputError(
-                f"query_points: expected shape {_shape_str((b, n, 3))} to match gt_tracks, "
-                f"found {_shape_str(query_points.shape)}"
-            )
+        query_points = _as_queries(query_points, b, n)
         evaluate = evaluation_mask(query_points, t, query_mode)
 
     err = np.sqrt(np.sum(np.square(pred_tracks - gt_tracks), axis=-1))

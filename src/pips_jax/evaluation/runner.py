@@ -29,6 +29,7 @@ from pips_jax.evaluation.metrics import (
 #: occluded (n, T) bool)
 Predictor = Callable[[EvalExample], tuple[np.ndarray, np.ndarray]]
 
+#: The metrics a report's table shows, with their column labels.
 SUMMARY_KEYS = (
     ("average_jaccard", "AJ"),
     ("average_pts_within_thresh", "delta_avg"),
@@ -37,6 +38,8 @@ SUMMARY_KEYS = (
     ("ate_occluded", "ATE_occ"),
     ("median_error_visible", "MTE_vis"),
 )
+#: Their names: what training logs at each held-out evaluation and weights cards keep.
+SUMMARY_METRICS = tuple(key for key, _ in SUMMARY_KEYS)
 
 
 @dataclasses.dataclass
@@ -48,6 +51,13 @@ class EvalReport:
             trajectory errors pixels at ``eval_resolution``.
         per_video: ``{method: {video: {metric: value}}}``.
         skipped: ``[(video, reason)]`` for videos that could not be evaluated.
+        input_resolution: ``(H, W)`` the model ran at on the clips.
+        eval_resolution: ``(H, W)`` the metrics were computed at.
+        weights: a label of the weights and the iterations they ran with
+            (:meth:`pips_jax.inference.InferenceSettings.describe`), for people.
+        iters: refinement iterations per window the model ran with, or None when only
+            the baseline ran.
+        precision: the model's compute precision, or None when only the baseline ran.
     """
 
     dataset: str
@@ -59,6 +69,8 @@ class EvalReport:
     scores: dict[str, dict[str, float]]
     per_video: dict[str, dict[str, dict[str, float]]]
     skipped: list[tuple[str, str]]
+    iters: int | None = None
+    precision: str | None = None
 
     @property
     def num_videos(self) -> int:

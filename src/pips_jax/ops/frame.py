@@ -57,3 +57,23 @@ def aspect_distortion(size: tuple[int, int], resolution: tuple[int, int]) -> flo
     stretch, 0.25 for 25% wider or taller)."""
     ratio = (resolution[1] / resolution[0]) / (size[1] / size[0])
     return max(ratio, 1.0 / ratio) - 1.0
+
+
+def to_model_pixels(
+    xy: np.ndarray, size: tuple[int, int], resolution: tuple[int, int]
+) -> np.ndarray:
+    """Maps ``(..., 2)`` ``(x, y)`` input pixels to pixels of the resized frames.
+
+    Both use pixel-centre origins and the resize maps the image *area* onto the
+    image area (half-pixel centres), so ``x_m = (x + 0.5) * W_m / W - 0.5``.
+    """
+    scale = np.array([resolution[1] / size[1], resolution[0] / size[0]], np.float64)
+    return ((np.asarray(xy, np.float64) + 0.5) * scale - 0.5).astype(np.float32)
+
+
+def to_input_pixels(
+    xy: np.ndarray, size: tuple[int, int], resolution: tuple[int, int]
+) -> np.ndarray:
+    """Inverse of :func:`to_model_pixels`."""
+    scale = np.array([size[1] / resolution[1], size[0] / resolution[0]], np.float64)
+    return ((np.asarray(xy, np.float64) + 0.5) * scale - 0.5).astype(np.float32)

@@ -16,7 +16,12 @@ from typing import Any
 import jax
 
 from pips_jax.config import DEFAULT_ITERS
-from pips_jax.evaluation.runner import evaluate, synthetic_samples, tracker_predictor
+from pips_jax.evaluation.runner import (
+    SUMMARY_METRICS,
+    evaluate,
+    synthetic_samples,
+    tracker_predictor,
+)
 from pips_jax.evaluation.synthetic import SyntheticConfig
 from pips_jax.model.pips import Params
 from pips_jax.training.config import TrainConfig
@@ -26,15 +31,6 @@ EVAL_SEED = 1_000_000
 #: Refinement iterations at evaluation (the tracker's default, as in the original demo;
 #: kept at 6 whatever the run trains with, so that curves of all runs compare).
 EVAL_ITERS = DEFAULT_ITERS
-#: The metrics every evaluation logs (also as ``zero_motion_<name>`` for the baseline).
-REPORTED = (
-    "average_jaccard",
-    "average_pts_within_thresh",
-    "occlusion_accuracy",
-    "ate_visible",
-    "ate_occluded",
-    "median_error_visible",
-)
 
 
 class HeldOutSet:
@@ -78,6 +74,6 @@ class HeldOutSet:
             input_resolution=tuple(self.cfg.eval_size),
             weights="training",
         )
-        out = {k: report.scores["pips"][k] for k in REPORTED}
-        out.update({f"zero_motion_{k}": report.scores["zero_motion"][k] for k in REPORTED})
+        out = {k: report.scores["pips"][k] for k in SUMMARY_METRICS}
+        out.update({f"zero_motion_{k}": report.scores["zero_motion"][k] for k in SUMMARY_METRICS})
         return out

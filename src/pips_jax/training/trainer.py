@@ -120,7 +120,7 @@ def global_norm(tree: Any) -> Array:
     return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree_util.tree_leaves(tree)))
 
 
-def trajectory_errors(
+def batch_track_errors(
     coords: Array, trajs: Array, vis: Array, valids: Array
 ) -> tuple[Array, Array]:
     """Mean L2 error on valid visible and on valid occluded points.
@@ -194,7 +194,7 @@ def train_step(
     )(state.params)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    ate_vis, ate_occ = trajectory_errors(
+    ate_vis, ate_occ = batch_track_errors(
         parts["coords"], batch["trajs"], batch["vis"], batch["valids"]
     )
     metrics = {

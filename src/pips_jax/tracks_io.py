@@ -1,0 +1,174 @@
+"""The tracker's results and their files: tracks ``.npz`` and ``.csv``, points files.
+
+Conventions (every format here): queries are ``(t, x, y)`` rows, ``t`` an input frame
+index; positions are ``(x, y)`` input pixels with the origin at the centre of the
+top-left pixel; sizes are ``(H, W)``. Files are written atomically (through
+:func:`pips_jax.files.atomic_write_bytes`).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+
+from pips_jax.errors import InputError
+from pips_jax.files import atomic_write_bytes
+
+
+@dataclasses.dataclass
+class TrackResult:
+    """Tracks of N points through a T-frame video.
+
+    Attributes:
+        tracks: ``(N, T, 2)`` float32, ``(x, y)`` in input pixels (origin at the
+            centre of the top-left pixel), as predicted: positions off the frame are
+            kept, not clamped.
+        visibility: ``(N, T)`` bool, True where the point is predicted visible: the
+            model's confidence exceeds 0.5 and the position lies on the frame.
+        confidence: ``(N, T)`` float32 in [0, 1], the model's visibility probability.
+        queries: ``(N, 3)`` float32 ``(t, x, y)`` query rows, ``t`` an input frame index.
+        fps: frames per second of the input (0 if unknown).
+        size: ``(H, W)`` of the input video.
+        resolution: ``(H, W)`` the model worked at.
+        frame_indices: ``(T,)`` int64, the input frame index of each tracked frame
+            (``0 .. T-1`` unless a part of the video was selected).
+    """
+
+    tracks: np.ndarray
+    visibility: np.ndarray
+    confidence: np.ndarray
+    queries: np.ndarray
+    fps: float
+    size: tuple[int, int]
+    resolution: tuple[int, int]
+    frame_indices: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.frame_indices is None:
+            self.frame_indices = np.arange(self.tracks.shape[1], dtype=np.int64)
+
+    @property
+    def num_points(self) -> int:
+        return int(self.tracks.shape[0])
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.tracks.shape[1])
+
+
+def output_names(stem: str) -> dict[str, str]:
+    """The files ``pips-jax track`` writes for a video named ``stem``, by kind: ``npz``,
+    ``csv`` and the visualization, ``mp4`` or ``gif`` (one of the two per run)."""
+    return {kind: f"{stem}_tracks.{kind}" for kind in ("npz", "csv", "mp4", "gif")}
+
+
+def save_npz(path: str | os.PathLike, result: TrackResult) -> Path:
+    """Writes tracks as ``.npz`` (atomically).
+
+    Keys: ``tracks`` (N, T, 2) ``(x, y)`` input pixels (origin at the centre of the
+    top-left pixel; positions off the frame kept as predicted); ``visibility`` (N, T)
+    bool (False wherever the position is off the frame); ``confidence`` (N, T)
+    float32, the model's visibility probability; ``queries`` (N, 3) ``(t, x, y)``;
+    ``frames`` (T,) int64 input frame index of each tracked frame; ``fps`` of the
+    input; ``size`` ``(H, W)`` of the input; ``resolution`` ``(H, W)`` the model ran at.
+    """
+    buf = io.BytesIO()
+    np.savez(
+        buf,
+        tracks=result.tracks,
+        visibility=result.visibility,
+        confidence=result.confidence,
+        queries=result.queries,
+        frames=np.asarray(result.frame_indices, np.int64),
+        fps=np.float64(result.fps),
+        size=np.asarray(result.size, np.int64),
+        resolution=np.asarray(result.resolution, np.int64),
+    )
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)
+
+
+def load_npz(path: str | os.PathLike) -> TrackResult:
+    """Reads a file written by :func:`save_npz` (files without ``frames``, from before
+    frame selection existed, track frames ``0 .. T-1``)."""
+    with np.load(path) as f:
+        return TrackResult(
+            tracks=f["tracks"],
+            visibility=f["visibility"],
+            confidence=f["confidence"],
+            queries=f["queries"],
+            fps=float(f["fps"]),
+            size=tuple(int(v) for v in f["size"]),
+            resolution=tuple(int(v) for v in f["resolution"]),
+            frame_indices=f["frames"] if "frames" in f else None,
+        )
+
+
+def save_csv(path: str | os.PathLike, result: TrackResult) -> Path:
+    """Writes one row per point per frame: ``point,frame,x,y,visible,confidence`` (atomically).
+
+    ``frame`` is the input frame index, ``x, y`` are input pixels (origin at the centre
+    of the top-left pixel, off the frame where the point left it), ``visible`` is 0/1
+    (0 wherever the position is off the frame).
+    """
+    n, t = result.visibility.shape
+    point = np.repeat(np.arange(n), t)
+    frame = np.tile(np.asarray(result.frame_indices, np.int64), n)
+    xy = result.tracks.reshape(-1, 2)
+    lines = ["point,frame,x,y,visible,confidence"]
+    vis = result.visibility.reshape(-1).astype(int)
+    c = result.confidence.reshape(-1)
+    lines += [
+        f"{p},{f},{x:.4f},{y:.4f},{v},{cc:.5f}"
+        for p, f, (x, y), v, cc in zip(point, frame, xy.tolist(), vis, c.tolist(), strict=True)
+    ]
+    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
+    return Path(path)
+
+
+def load_points_csv(path: str | os.PathLike) -> np.ndarray:
+    """Reads a ``t,x,y`` points file (header required) into ``(N, 3)`` float32 rows:
+    ``t`` an input frame index, ``(x, y)`` input pixels (origin at the centre of the
+    top-left pixel)."""
+    return read_points_csv(path)[0]
+
+
+def read_points_csv(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
+    """:func:`load_points_csv` and a name per row, ``"<path> line <k>"`` (lines counted
+    from 1, the header being line 1), for the messages of :func:`pips_jax.tracker.check_queries`."""
+    try:
+        with open(path, newline="") as f:
+            reader = csv.reader(f)
+            rows = [(reader.line_num, r) for r in reader if any(cell.strip() for cell in r)]
+    except OSError as e:
+        raise InputError(f"points file {path}: cannot read ({e.strerror or e})") from None
+    if not rows:
+        raise InputError(
+            f"points file {path}: empty; expected a header t,x,y and one row per point"
+        )
+    header = [c.strip().lower() for c in rows[0][1]]
+    if header != ["t", "x", "y"]:
+        raise InputError(
+            f"points file {path}: expected the header t,x,y, found {','.join(rows[0][1])}"
+        )
+    if len(rows) == 1:
+        raise InputError(f"points file {path}: no points after the header t,x,y")
+    out, labels = [], []
+    for line, r in rows[1:]:
+        if len(r) != 3:
+            raise InputError(
+                f"points file {path}: line {line} has {len(r)} columns, expected 3 (t,x,y)"
+            )
+        try:
+            out.append([float(v) for v in r])
+        except ValueError:
+            raise InputError(
+                f"points file {path}: line {line} is not numeric: {','.join(r)}"
+            ) from None
+        labels.append(f"points file {path}: line {line}")
+    return np.asarray(out, np.float32), labels
