@@ -117,8 +117,8 @@ OCCLUDED = np.array(
 def test_sample_queries_first():
     q = sample_queries_first(POINTS, OCCLUDED)
     np.testing.assert_array_equal(q.track_index, [0, 1])
-    # (t, y, x): track 0 at frame 0 is (x, y) = (0, 1); track 1 at frame 2 is (16, 17)
-    np.testing.assert_array_equal(q.query_points, [[0, 1, 0], [2, 17, 16]])
+    # (t, x, y): track 0 at frame 0 is (x, y) = (0, 1); track 1 at frame 2 is (16, 17)
+    np.testing.assert_array_equal(q.query_points, [[0, 0, 1], [2, 16, 17]])
     np.testing.assert_array_equal(q.target_points, POINTS[:2])
     np.testing.assert_array_equal(q.target_occluded, OCCLUDED[:2])
 
@@ -126,7 +126,7 @@ def test_sample_queries_first():
 def test_sample_queries_strided():
     q = sample_queries_strided(POINTS, OCCLUDED, stride=5)  # frames 0 and 5
     np.testing.assert_array_equal(q.track_index, [0, 0, 1])
-    np.testing.assert_array_equal(q.query_points, [[0, 1, 0], [5, 11, 10], [5, 23, 22]])
+    np.testing.assert_array_equal(q.query_points, [[0, 0, 1], [5, 10, 11], [5, 22, 23]])
     np.testing.assert_array_equal(q.target_points, POINTS[[0, 0, 1]])
     np.testing.assert_array_equal(q.target_occluded, OCCLUDED[[0, 0, 1]])
     q2 = sample_queries_strided(POINTS, OCCLUDED, stride=2)  # frames 0, 2, 4
@@ -310,7 +310,8 @@ def test_prepare_evaluation(tmp_path):
     np.testing.assert_allclose(ex.target_points, 7.5)
     ex = prepare_evaluation(sample, "strided", resolution=(256, 256))
     assert ex.query_points.shape == (1, 3, 3)
-    np.testing.assert_allclose(ex.query_points[0, :, 1:], [[127.5, 63.5]] * 3)
+    np.testing.assert_allclose(ex.query_points[0, :, 1:], [[63.5, 127.5]] * 3)  # (x, y)
+    np.testing.assert_allclose(ex.tapvid_query_points[0, :, 1:], [[127.5, 63.5]] * 3)  # (y, x)
     e["occluded"] = np.ones_like(OCCLUDED)
     (sample,) = load_dataset(_dump(tmp_path / "o.pkl", {"w": e}), "davis")
     with pytest.raises(InputError, match="video 'w'.*visible point"):

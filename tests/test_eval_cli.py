@@ -10,8 +10,9 @@ import pytest
 from pips_jax import Pips
 from pips_jax.checkpoint.store import save_params
 from pips_jax.cli import main
+from pips_jax.evaluation.datasets import write_tapvid_pickle
 from pips_jax.evaluation.runner import evaluate, synthetic_samples
-from pips_jax.evaluation.synthetic import SyntheticConfig, generate_clip, write_tapvid_pickle
+from pips_jax.synthetic import SyntheticConfig, generate_clip
 from small_model import SMALL
 
 TINY = SyntheticConfig(height=64, width=64, num_frames=10, num_objects=2, num_points=24)

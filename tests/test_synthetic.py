@@ -7,8 +7,10 @@ import pickle
 import numpy as np
 import pytest
 
+from pips_jax import synthetic as syn
 from pips_jax.errors import InputError
-from pips_jax.evaluation import synthetic as syn
+from pips_jax.evaluation.datasets import to_tapvid, write_tapvid_pickle
+from pips_jax.training.augment import color_jitter
 
 HAVE_SKIMAGE = importlib.util.find_spec("skimage") is not None
 
@@ -71,19 +73,19 @@ def test_shapes_dtypes_and_queries():
     # Half the points on objects, split evenly, and every object got its share here.
     np.testing.assert_array_equal(np.bincount(clip.layer, minlength=k + 1), [32, 11, 11, 10])
 
-    # query_points are (t, y, x) at the first visible frame.
+    # query_points are (t, x, y) at the first visible frame.
     tq = clip.query_points[:, 0].astype(int)
     np.testing.assert_array_equal(clip.query_points[:, 0], tq)
     idx = np.arange(n)
     assert not clip.occluded[idx, tq].any()
     for i in range(n):
         assert clip.occluded[i, : tq[i]].all()
-    np.testing.assert_array_equal(clip.query_points[:, 1], clip.tracks[idx, tq, 1])
-    np.testing.assert_array_equal(clip.query_points[:, 2], clip.tracks[idx, tq, 0])
+    np.testing.assert_array_equal(clip.query_points[:, 1], clip.tracks[idx, tq, 0])
+    np.testing.assert_array_equal(clip.query_points[:, 2], clip.tracks[idx, tq, 1])
     # Some points start hidden or outside, so not every query is at frame 0 ...
     assert clip.occluded.any()
     # ... and at the query frame every point is inside the image area.
-    x, y = clip.query_points[:, 2], clip.query_points[:, 1]
+    x, y = clip.query_points[:, 1], clip.query_points[:, 2]
     assert (x >= -0.5 + cfg.margin - 1e-4).all() and (x <= w - 0.5 - cfg.margin + 1e-4).all()
     assert (y >= -0.5 + cfg.margin - 1e-4).all() and (y <= h - 0.5 - cfg.margin + 1e-4).all()
 
@@ -108,7 +110,7 @@ def test_static_background_points_stay_put():
     assert bg.sum() == 32
     tracks = clip.tracks[bg]
     np.testing.assert_array_equal(tracks, np.broadcast_to(tracks[:, :1], tracks.shape))
-    np.testing.assert_array_equal(tracks[:, 0, ::-1], clip.query_points[bg, 1:])
+    np.testing.assert_array_equal(tracks[:, 0], clip.query_points[bg, 1:])
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -116,7 +118,7 @@ def test_points_follow_their_layer_motion_exactly(seed):
     """Recompute every track from the query point and the stored motion parameters."""
     clip = syn.generate_clip(_cfg(), seed)
     tq = clip.query_points[:, 0].astype(int)
-    q_xy = clip.query_points[:, [2, 1]].astype(np.float64)
+    q_xy = clip.query_points[:, 1:].astype(np.float64)
     for i in range(len(tq)):
         k = clip.layer[i]
         if k == 0:
@@ -174,7 +176,7 @@ def test_background_point_behind_passing_object_is_occluded_exactly():
         red = clip.video[:, y, x].tolist()
         assert red == [[255, 0, 0] if c else [0, 0, 255] for c in covered[i]]
     # The first point is visible at frame 0, so that is its query frame.
-    np.testing.assert_array_equal(clip.query_points[0], [0, 20, 30])
+    np.testing.assert_array_equal(clip.query_points[0], [0, 30, 20])
     # The third point is hidden at first: its query is the first uncovered frame.
     first = int(np.argmin(covered[2]))
     assert first > 0 and clip.query_points[2, 0] == first
@@ -244,7 +246,7 @@ def test_static_background_colour_is_consistent():
     layer = np.zeros(len(ref), np.int32)
     _, occluded = syn.ground_truth(scene, layer, ref)
     assert occluded.any() and not occluded.all()
-    colours = np.rint(syn.point_colors(scene, layer, ref))
+    colours = np.rint(syn.surface_colors(scene, layer, ref))
     rendered = clip.video.reshape(cfg.num_frames, -1, 3).transpose(1, 0, 2).astype(np.float32)
     visible = ~occluded
     np.testing.assert_allclose(
@@ -288,7 +290,7 @@ def test_moving_scene_colour_follows_tracks():
     errors, shifted = [], []
     for seed in range(3):
         clip = syn.generate_clip(cfg, seed)
-        colours = syn.point_colors(clip.scene, clip.layer, clip.reference_points)
+        colours = syn.surface_colors(clip.scene, clip.layer, clip.reference_points)
         vis = ~clip.occluded
         tracks = clip.tracks.astype(np.float64)
         errors.append(np.abs(_sample_video(clip.video, tracks) - colours[:, None])[vis])
@@ -336,7 +338,7 @@ def test_points_keep_a_margin_at_their_query_frame():
     cfg = _cfg(num_objects=4, margin=1.5)
     clip = syn.generate_clip(cfg, 4)
     tq = clip.query_points[:, 0].astype(int)
-    q_xy = clip.query_points[:, [2, 1]].astype(np.float64)
+    q_xy = clip.query_points[:, 1:].astype(np.float64)
     for j, obj in enumerate(clip.scene.objects, start=1):
         inv = obj.inverse_affines[tq]
         lx = inv[:, 0, 0] * q_xy[:, 0] + inv[:, 0, 1] * q_xy[:, 1] + inv[:, 0, 2]
@@ -353,7 +355,7 @@ def test_points_keep_a_margin_at_their_query_frame():
 def test_tapvid_export_and_atomic_pickle(tmp_path):
     cfg = _cfg(num_points=16)
     clips = [syn.generate_clip(cfg, s) for s in (1, 2)]
-    data = syn.to_tapvid(clips)
+    data = to_tapvid(clips)
     assert sorted(data) == ["synthetic_00000", "synthetic_00001"]
     entry = data["synthetic_00001"]
     assert entry["video"].dtype == np.uint8 and entry["video"].shape == (12, 72, 104, 3)
@@ -362,10 +364,10 @@ def test_tapvid_export_and_atomic_pickle(tmp_path):
     np.testing.assert_allclose(entry["points"][..., 1], (clips[1].tracks[..., 1] + 0.5) / 72)
     vis = ~entry["occluded"]
     assert ((entry["points"][vis] >= 0) & (entry["points"][vis] <= 1)).all()
-    assert list(syn.to_tapvid({"a": clips[0]})) == ["a"]
+    assert list(to_tapvid({"a": clips[0]})) == ["a"]
 
     path = tmp_path / "synthetic.pkl"
-    assert syn.write_tapvid_pickle(path, clips) == str(path)
+    assert write_tapvid_pickle(path, clips) == str(path)
     assert os.listdir(tmp_path) == ["synthetic.pkl"]  # no temp file left behind
     with open(path, "rb") as fh:
         loaded = pickle.load(fh)
@@ -399,7 +401,7 @@ def test_batch_and_dataset():
         ds[3]
     assert ds.batch([0, 2])["video"].shape == (2, 12, 72, 104, 3)
 
-    aug = syn.SyntheticDataset(cfg, seed=7, length=3, augment=syn.color_jitter)
+    aug = syn.SyntheticDataset(cfg, seed=7, length=3, augment=color_jitter)
     a0, a0_again = aug[0], aug[0]
     np.testing.assert_array_equal(a0.video, a0_again.video)  # augmentation is deterministic
     assert not np.array_equal(a0.video, first.video)

@@ -5,16 +5,9 @@ import multiprocessing
 import numpy as np
 import pytest
 
-from pips_jax.evaluation.synthetic import SyntheticConfig, generate_clip
-from pips_jax.training.data import (
-    BatchLoader,
-    ClipSpec,
-    erase_patches,
-    flip_clip,
-    flip_tracks,
-    make_batch,
-    make_clip,
-)
+from pips_jax.synthetic import SyntheticConfig, generate_clip
+from pips_jax.training.augment import erase_patches, flip_clip, flip_tracks
+from pips_jax.training.data import BatchLoader, ClipSpec, make_batch, make_clip
 from training_helpers import TINY
 
 SPEC = ClipSpec.from_config(TINY)

@@ -150,11 +150,11 @@ def test_the_shipped_weights_track_better_than_standing_still(tmp_path):
     median error is well below, and their share within 4 px well above, those of points
     that never leave their query position (the zero-motion baseline)."""
     from pips_jax.demo import DEMO_CLIP, DEMO_SEED, run_demo
-    from pips_jax.evaluation.synthetic import generate_clip
+    from pips_jax.synthetic import generate_clip
 
     clip = generate_clip(DEMO_CLIP, DEMO_SEED)
     visible = ~clip.occluded
-    query_xy = clip.query_points[:, None, [2, 1]]  # (t, y, x) -> (x, y), kept on every frame
+    query_xy = clip.query_points[:, None, 1:]  # (t, x, y) -> (x, y), kept on every frame
     still = np.linalg.norm(clip.tracks - query_xy, axis=-1)[visible]
     weights = load_shipped()
     summary = run_demo(tmp_path, weights, InferenceSettings.resolve(weights.card, iters=6))

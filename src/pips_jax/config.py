@@ -4,12 +4,16 @@ The defaults are the released reference model (`model-000200000.pth`, 12/15/22, 
 aharley/pips): S = 8 frames, stride 4, latent 128, a 4-level correlation pyramid of
 radius 3, and an MLP-Mixer of width 512 and depth 12. Every size can be changed so
 smaller models can be built and trained.
+
+:func:`is_int` is the integer test the package's configurations share and
+:func:`check_fields` their check of a dict read back.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from pips_jax.errors import InputError
@@ -17,6 +21,31 @@ from pips_jax.errors import InputError
 #: Refinement iterations per window at inference, as in the original's demo and
 #: evaluation (weights may recommend another count: :class:`pips_jax.weights.Weights`).
 DEFAULT_ITERS = 6
+
+
+def check_fields(cls: type, d: Mapping[str, Any]) -> None:
+    """Raises :class:`~pips_jax.errors.InputError` naming the keys of ``d`` that are not
+    fields of the dataclass ``cls`` (a config read back from JSON)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise InputError(
+            f"unknown {cls.__name__} fields {unknown}; expected some of {sorted(names)}"
+        )
+
+
+def is_int(value: object, numpy: bool = True) -> bool:
+    """Whether ``value`` is an integer and not a bool: a Python ``int`` or, unless
+    ``numpy=False``, a NumPy integer."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True
+    if not numpy:
+        return False
+    import numpy as np  # only here: importing pips_jax does not load NumPy
+
+    return isinstance(value, np.integer)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,12 +140,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
         """Builds a config from :meth:`to_dict` output; unknown keys are an error."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise InputError(
-                f"unknown ModelConfig fields {unknown}; expected some of {sorted(names)}"
-            )
+        check_fields(cls, d)
         kwargs = dict(d)
         if "encoder_dims" in kwargs:
             kwargs["encoder_dims"] = tuple(kwargs["encoder_dims"])

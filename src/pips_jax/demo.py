@@ -1,6 +1,6 @@
 """``pips-jax demo``: track points on a generated clip with exact ground truth, offline.
 
-The clip comes from :mod:`pips_jax.evaluation.synthetic`: a real photograph shipped
+The clip comes from :mod:`pips_jax.synthetic`: a real photograph shipped
 with scikit-image moving under a smooth homography, with textured objects moving in
 front of it (occluding the background and each other). Because the motion is known,
 the demo reports how far the tracks are from the truth.
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pips_jax.evaluation.synthetic import SyntheticConfig, generate_clip
 from pips_jax.inference import InferenceSettings
+from pips_jax.synthetic import SyntheticConfig, generate_clip
 from pips_jax.tracker import Tracker
 from pips_jax.tracks_io import save_csv, save_npz
 from pips_jax.weights import Weights
@@ -44,11 +44,10 @@ def run_demo(
 
     t0 = time.perf_counter()
     clip = generate_clip(DEMO_CLIP, DEMO_SEED)
-    queries = clip.query_points[:, [0, 2, 1]]  # (t, y, x) -> (t, x, y)
     tracker = Tracker.from_settings(
         weights.params, weights.config, settings, clips=True, progress=progress
     )
-    result = tracker.track(clip.video, queries=queries)
+    result = tracker.track(clip.video, queries=clip.query_points)
     visible = ~clip.occluded
     err = np.linalg.norm(result.tracks - clip.tracks, axis=-1)[visible]
     out_dir = Path(out_dir)

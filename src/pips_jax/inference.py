@@ -16,7 +16,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from pips_jax.config import DEFAULT_ITERS
+from pips_jax.config import DEFAULT_ITERS, is_int
 from pips_jax.errors import InputError
 
 #: ``(H, W)`` frames of 256x256 clips (``demo``, ``eval``) are resized to for the model
@@ -108,7 +108,7 @@ def _first(*values: Any) -> Any:
 
 
 def _is_count(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    return is_int(value, numpy=False) and value >= 1
 
 
 def _hw(name: str, value: Any) -> tuple[int, int]:

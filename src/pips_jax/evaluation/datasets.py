@@ -1,4 +1,5 @@
-"""Readers for the TAP-Vid benchmark datasets and query sampling for evaluation.
+"""The TAP-Vid boundary: dataset readers, query sampling for evaluation, and the
+export of synthetic clips to the TAP-Vid DAVIS layout.
 
 Formats (``fmt`` of :func:`load_dataset` / :func:`iter_dataset`); ``path`` is a pickle
 file or a folder whose ``*.pkl`` files are read in sorted order:
@@ -30,7 +31,10 @@ as the ground truth: pips_jax trackers use the centre origin, as does
 :func:`prepare_evaluation`; for a model that works with the corner origin, convert with
 ``origin='corner'`` instead.
 
-Sizes are always ``(H, W)`` (rows, columns); points are always ``(x, y)``.
+Sizes are always ``(H, W)`` (rows, columns); points are always ``(x, y)``. Queries
+are ``(t, x, y)`` rows, the convention of the rest of pips_jax (a tracker takes them
+as they are); TAP-Vid and :mod:`~pips_jax.evaluation.metrics` order them
+``(t, y, x)``, which :attr:`EvalExample.tapvid_query_points` gives.
 
 Pickles are loaded with a restricted unpickler that only reconstructs numpy arrays,
 dtypes and scalars (and plain Python containers); any other global (e.g.
@@ -40,6 +44,9 @@ Errors: :func:`load_dataset` raises the first :class:`~pips_jax.errors.InputErro
 :func:`iter_dataset` yields ``(name, VideoSample | InputError)`` pairs, so an
 evaluation loop can report a bad video and go on with the others; a file that cannot be
 read, or whose top-level layout is wrong, gives one ``(file name, InputError)`` pair.
+
+:func:`to_tapvid` / :func:`write_tapvid_pickle` write synthetic clips in the
+``'davis'`` layout, so the same evaluation code runs on synthetic and real data.
 """
 
 from __future__ import annotations
@@ -49,7 +56,7 @@ import importlib
 import io
 import os
 import pickle
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -57,6 +64,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from pips_jax.errors import InputError
+from pips_jax.files import atomic_write_bytes
+from pips_jax.synthetic import Clip
 
 __all__ = [
     "FORMATS",
@@ -74,6 +83,8 @@ __all__ = [
     "resize_video",
     "sample_queries_first",
     "sample_queries_strided",
+    "to_tapvid",
+    "write_tapvid_pickle",
 ]
 
 #: Dataset formats understood by :func:`load_dataset` and :func:`iter_dataset`.
@@ -121,7 +132,7 @@ class Queries(NamedTuple):
     """Query points and the ground truth of the tracks they query.
 
     Attributes:
-        query_points: float64 ``(n, 3)`` rows ``(t, y, x)``: query frame and position
+        query_points: float64 ``(n, 3)`` rows ``(t, x, y)``: query frame and position
             (same pixels as the input points).
         target_points: float64 ``(n, T, 2)`` ground-truth ``(x, y)`` of each query's
             track.
@@ -145,7 +156,8 @@ class EvalExample:
         name: video name.
         query_mode: ``'first'`` or ``'strided'``.
         video: uint8 ``(1, T, H, W, 3)`` at the evaluation resolution.
-        query_points: float64 ``(1, n, 3)`` rows ``(t, y, x)`` (pixels, centre origin).
+        query_points: float64 ``(1, n, 3)`` rows ``(t, x, y)`` (pixels, centre origin),
+            as a tracker takes them.
         target_points: float64 ``(1, n, T, 2)`` ground truth ``(x, y)``.
         occluded: bool ``(1, n, T)`` ground-truth occlusion.
     """
@@ -156,6 +168,12 @@ class EvalExample:
     query_points: np.ndarray
     target_points: np.ndarray
     occluded: np.ndarray
+
+    @property
+    def tapvid_query_points(self) -> np.ndarray:
+        """``query_points`` in TAP-Vid's column order: float64 ``(1, n, 3)`` rows
+        ``(t, y, x)``, what :mod:`~pips_jax.evaluation.metrics` takes."""
+        return self.query_points[..., [0, 2, 1]]
 
 
 # ------------------------------------------------------------------ coordinates
@@ -324,7 +342,7 @@ def _check_tracks(points: Any, occluded: Any) -> tuple[np.ndarray, np.ndarray]:
 
 def _queries(pts: np.ndarray, occ: np.ndarray, track: np.ndarray, frame: np.ndarray) -> Queries:
     xy = pts[track, frame]
-    query_points = np.stack([frame.astype(np.float64), xy[:, 1], xy[:, 0]], axis=-1)
+    query_points = np.stack([frame.astype(np.float64), xy[:, 0], xy[:, 1]], axis=-1)
     return Queries(
         query_points=query_points.reshape(-1, 3),
         target_points=pts[track],
@@ -343,7 +361,7 @@ def sample_queries_first(points: np.ndarray, occluded: np.ndarray) -> Queries:
         occluded: bool ``(N, T)``.
 
     Returns:
-        :class:`Queries` with ``query_points`` ``(n, 3)`` rows ``(t, y, x)`` and the
+        :class:`Queries` with ``query_points`` ``(n, 3)`` rows ``(t, x, y)`` and the
         rows of ``points`` / ``occluded`` of the kept tracks, in track order.
     """
     pts, occ = _check_tracks(points, occluded)
@@ -453,7 +471,7 @@ for _pkg in ("numpy.core", "numpy._core"):
 del _pkg
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
+class _TapVidUnpickler(pickle.Unpickler):
     def __init__(self, file: Any, source: str) -> None:
         super().__init__(file)
         self._source = source
@@ -483,7 +501,7 @@ def load_pickle(path: str | os.PathLike[str]) -> Any:
     p = Path(path)
     try:
         with p.open("rb") as fh:
-            return _RestrictedUnpickler(fh, p.name).load()
+            return _TapVidUnpickler(fh, p.name).load()
     except InputError:
         raise
     except OSError as e:
@@ -701,3 +719,45 @@ def load_dataset(path: str | os.PathLike[str], fmt: str) -> list[VideoSample]:
             raise item
         samples.append(item)
     return samples
+
+
+# ------------------------------------------------------------------- TAP-Vid export
+
+
+def to_tapvid(clips: Mapping[str, Clip] | Iterable[Clip]) -> dict[str, dict[str, np.ndarray]]:
+    """Synthetic clips (:class:`~pips_jax.synthetic.Clip`) as the TAP-Vid DAVIS dict
+    ``{name: {'video', 'points', 'occluded'}}`` (what format ``'davis'`` reads).
+
+    ``video`` uint8 ``(T, H, W, 3)``; ``points`` float64 ``(N, T, 2)`` ``(x, y)``
+    normalised to [0, 1] with (0, 0) the top-left CORNER of the top-left pixel
+    (``x_norm = (x_px + 0.5) / W``, ``y_norm = (y_px + 0.5) / H``); ``occluded`` bool
+    ``(N, T)``. A sequence of clips is named ``synthetic_00000``, ``synthetic_00001``, ...
+    """
+    items = (
+        list(clips.items())
+        if isinstance(clips, Mapping)
+        else [(f"synthetic_{i:05d}", c) for i, c in enumerate(clips)]
+    )
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for name, clip in items:
+        if not isinstance(clip, Clip):
+            raise InputError(
+                f"to_tapvid: expected Clip values, got {type(clip).__name__} for {name!r}"
+            )
+        _, h, w, _ = clip.video.shape
+        out[str(name)] = {
+            "video": clip.video,
+            "points": pixels_to_normalized(clip.tracks, (h, w)),
+            "occluded": clip.occluded.astype(bool),
+        }
+    return out
+
+
+def write_tapvid_pickle(
+    path: str | os.PathLike[str], clips: Mapping[str, Clip] | Iterable[Clip]
+) -> str:
+    """Writes :func:`to_tapvid` ``(clips)`` as a pickle, atomically (temp file, then
+    ``os.replace``); returns the path written."""
+    path = os.fspath(path)
+    atomic_write_bytes(path, pickle.dumps(to_tapvid(clips), protocol=pickle.HIGHEST_PROTOCOL))
+    return path

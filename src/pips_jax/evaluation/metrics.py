@@ -4,6 +4,8 @@ Conventions (shared with the rest of the TAP-Vid tooling):
 
 * ``query_points`` are ``(b, n, 3)`` rows ``(t, y, x)``: the query frame index
   (a float that is rounded to the nearest integer) and the query position in pixels.
+  This is TAP-Vid's order; the rest of pips_jax writes queries ``(t, x, y)``, and
+  :attr:`~pips_jax.evaluation.datasets.EvalExample.tapvid_query_points` converts.
 * Tracks (``gt_tracks``, ``pred_tracks``) are ``(b, n, t, 2)`` rows ``(x, y)`` in
   pixels; the benchmark evaluates at 256x256, so the distance thresholds
   ``(1, 2, 4, 8, 16)`` are pixels at that resolution.

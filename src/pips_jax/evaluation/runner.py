@@ -114,7 +114,7 @@ class EvalReport:
 
 def synthetic_samples(num_videos: int, seed: int, config=None) -> Iterator[tuple[str, VideoSample]]:
     """Clips of the synthetic benchmark as ``(name, VideoSample)`` (exact ground truth)."""
-    from pips_jax.evaluation.synthetic import SyntheticConfig, SyntheticDataset
+    from pips_jax.synthetic import SyntheticConfig, SyntheticDataset
 
     data = SyntheticDataset(config or SyntheticConfig(), seed=seed, length=num_videos)
     for i in range(num_videos):
@@ -124,12 +124,11 @@ def synthetic_samples(num_videos: int, seed: int, config=None) -> Iterator[tuple
 
 
 def _video_metrics(ex: EvalExample, tracks: np.ndarray, occluded: np.ndarray) -> dict[str, float]:
+    queries = ex.tapvid_query_points
     t = compute_tapvid_metrics(
-        ex.query_points, ex.occluded, ex.target_points, occluded[None], tracks[None], ex.query_mode
+        queries, ex.occluded, ex.target_points, occluded[None], tracks[None], ex.query_mode
     )
-    e = trajectory_errors(
-        ex.target_points, ex.occluded, tracks[None], ex.query_points, ex.query_mode
-    )
+    e = trajectory_errors(ex.target_points, ex.occluded, tracks[None], queries, ex.query_mode)
     return {k: float(np.asarray(v)[0]) for k, v in {**t, **e}.items()}
 
 
@@ -187,7 +186,7 @@ def evaluate(
 
 
 def _zero_motion(ex: EvalExample) -> tuple[np.ndarray, np.ndarray]:
-    tracks, occluded = zero_motion_prediction(ex.query_points, ex.target_points.shape[2])
+    tracks, occluded = zero_motion_prediction(ex.tapvid_query_points, ex.target_points.shape[2])
     return tracks[0], occluded[0]
 
 
@@ -195,8 +194,7 @@ def tracker_predictor(tracker) -> Predictor:
     """Adapts a :class:`~pips_jax.tracker.Tracker` to :data:`Predictor`."""
 
     def predict(ex: EvalExample) -> tuple[np.ndarray, np.ndarray]:
-        q = ex.query_points[0]  # (t, y, x)
-        result = tracker.track(ex.video[0], queries=q[:, [0, 2, 1]])
+        result = tracker.track(ex.video[0], queries=ex.query_points[0])
         return result.tracks.astype(np.float64), ~result.visibility
 
     return predict

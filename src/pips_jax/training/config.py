@@ -5,7 +5,7 @@ used for ``model-000200000.pth``): batches of 4 clips of S = 8 frames cropped to
 384 x 512, 768 points per clip, 4 refinement iterations, AdamW (lr 5e-4, weight decay
 1e-4, eps 1e-8) under a linear one-cycle schedule with 5% warm-up, gradient norms
 clipped to 5, 200k steps. The clips come from the synthetic generator
-(:mod:`pips_jax.evaluation.synthetic`) instead of FlyingThings++.
+(:mod:`pips_jax.synthetic`) instead of FlyingThings++.
 
 Every check that can fail is done here, before any compute, and raises
 :class:`~pips_jax.errors.InputError` with a one-line message.
@@ -18,16 +18,12 @@ import json
 import math
 from typing import Any
 
-from pips_jax.config import ModelConfig
+from pips_jax.config import ModelConfig, check_fields, is_int
 from pips_jax.errors import InputError
 
 #: Points closer than this to the image border are not sampled (pixels); the same
 #: margin as the synthetic generator's default.
 POINT_MARGIN = 1.5
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _is_number(value: object) -> bool:
@@ -109,7 +105,7 @@ class TrainConfig:
             if (
                 not isinstance(value, (tuple, list))
                 or len(value) != 2
-                or not all(_is_int(v) for v in value)
+                or not all(is_int(v, numpy=False) for v in value)
             ):
                 raise InputError(f"TrainConfig.{name}: expected (H, W) integers, found {value!r}")
             object.__setattr__(self, name, (int(value[0]), int(value[1])))
@@ -128,7 +124,7 @@ class TrainConfig:
             ("eval_frames", 1),
         ):
             value = getattr(self, name)
-            if not _is_int(value) or value < low:
+            if not is_int(value, numpy=False) or value < low:
                 raise InputError(
                     f"TrainConfig.{name}: expected an integer >= {low}, found {value!r}"
                 )
@@ -224,12 +220,7 @@ class TrainConfig:
         """Builds a config from :meth:`to_dict` output; unknown keys are an error."""
         if not isinstance(d, dict):
             raise InputError(f"TrainConfig: expected a JSON object, found {type(d).__name__}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise InputError(
-                f"unknown TrainConfig fields {unknown}; expected some of {sorted(names)}"
-            )
+        check_fields(cls, d)
         kwargs = dict(d)
         if "model" in kwargs and not isinstance(kwargs["model"], ModelConfig):
             kwargs["model"] = ModelConfig.from_dict(kwargs["model"])

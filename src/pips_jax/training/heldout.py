@@ -22,8 +22,8 @@ from pips_jax.evaluation.runner import (
     synthetic_samples,
     tracker_predictor,
 )
-from pips_jax.evaluation.synthetic import SyntheticConfig
 from pips_jax.model.pips import Params
+from pips_jax.synthetic import SyntheticConfig
 from pips_jax.training.config import TrainConfig
 
 #: Seed of the held-out clips (``SyntheticDataset(seed=EVAL_SEED)``).
