@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from pips_jax import cli
+from pips_jax.cli import xla_flags as cli
 
 
 @pytest.fixture

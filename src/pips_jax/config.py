@@ -6,7 +6,8 @@ radius 3, and an MLP-Mixer of width 512 and depth 12. Every size can be changed 
 smaller models can be built and trained.
 
 :func:`is_int` is the integer test the package's configurations share and
-:func:`check_fields` their check of a dict read back.
+:func:`check_fields` their check of a dict read back; :class:`Flag`,
+in a field's metadata, is the field's ``pips-jax train`` flag.
 """
 
 from __future__ import annotations
@@ -21,6 +22,46 @@ from pips_jax.errors import InputError
 #: Refinement iterations per window at inference, as in the original's demo and
 #: evaluation (weights may recommend another count: :class:`pips_jax.weights.Weights`).
 DEFAULT_ITERS = 6
+
+
+@dataclasses.dataclass(frozen=True)
+class Flag:
+    """The command-line flag of a config field (``pips-jax train``; ``convert`` takes
+    two of the model's), kept in the field's ``metadata`` so the flags are made from
+    the dataclass (plain data: the command line parses and formats; see
+    :mod:`pips_jax.cli.train`).
+
+    Attributes:
+        name: the flag, e.g. ``"--steps"``.
+        help: its help text; the command line appends the field's default.
+        group: the help section, ``"recipe"``, ``"checkpoints"`` or ``"model"``.
+        order: position within the group's help.
+        kind: how the value is written: ``"int"``, ``"float"``, ``"resolution"``
+            (``HxW``, stored as ``(H, W)``), ``"channels"`` (``D1,D2,...``) or
+            ``"off"`` (a boolean field's switch ``--no-...``, which sets it false).
+        metavar: the value's name in the help (None: the flag's name, upper case).
+    """
+
+    name: str
+    help: str
+    group: str
+    order: int
+    kind: str = "int"
+    metavar: str | None = None
+
+
+def flag(
+    name: str, help: str, group: str, order: int, kind: str = "int", metavar: str | None = None
+) -> dict[str, Flag]:
+    """The ``metadata`` of a config field with a :class:`Flag`:
+    ``dataclasses.field(default=..., metadata=flag("--steps", ...))``."""
+    return {"flag": Flag(name, help, group, order, kind, metavar)}
+
+
+def field_flags(cls: type) -> list[tuple[dataclasses.Field, Flag]]:
+    """The fields of the config dataclass ``cls`` that have a :class:`Flag`, with it,
+    in field order."""
+    return [(f, f.metadata["flag"]) for f in dataclasses.fields(cls) if "flag" in f.metadata]
 
 
 def check_fields(cls: type, d: Mapping[str, Any]) -> None:
@@ -68,17 +109,47 @@ class ModelConfig:
         embed_dim: sin/cos channels per axis in the (flow x, flow y, time) embedding.
     """
 
-    S: int = 8
-    stride: int = 4
-    latent_dim: int = 128
-    corr_levels: int = 4
-    corr_radius: int = 3
-    mixer_dim: int = 512
-    mixer_depth: int = 12
+    S: int = dataclasses.field(default=8, metadata=flag("--S", "frames per clip", "model", 0))
+    stride: int = dataclasses.field(
+        default=4, metadata=flag("--stride", "feature stride", "model", 1)
+    )
+    latent_dim: int = dataclasses.field(
+        default=128, metadata=flag("--latent-dim", "feature channels", "model", 2, metavar="C")
+    )
+    corr_levels: int = dataclasses.field(
+        default=4,
+        metadata=flag("--corr-levels", "correlation pyramid levels", "model", 7, metavar="L"),
+    )
+    corr_radius: int = dataclasses.field(
+        default=3,
+        metadata=flag("--corr-radius", "correlation window radius", "model", 8, metavar="R"),
+    )
+    mixer_dim: int = dataclasses.field(
+        default=512, metadata=flag("--mixer-dim", "MLP-Mixer width", "model", 5, metavar="C")
+    )
+    mixer_depth: int = dataclasses.field(
+        default=12, metadata=flag("--mixer-depth", "MLP-Mixer blocks", "model", 6, metavar="N")
+    )
     mixer_expansion: int = 4
-    encoder_dims: tuple[int, ...] = (64, 96, 128, 128)
-    encoder_stem_dim: int = 64
-    embed_dim: int = 64
+    encoder_dims: tuple[int, ...] = dataclasses.field(
+        default=(64, 96, 128, 128),
+        metadata=flag(
+            "--encoder-dims",
+            "encoder stage channels",
+            "model",
+            3,
+            kind="channels",
+            metavar="D1,D2,...",
+        ),
+    )
+    encoder_stem_dim: int = dataclasses.field(
+        default=64,
+        metadata=flag("--stem-dim", "encoder stem channels", "model", 4, metavar="C"),
+    )
+    embed_dim: int = dataclasses.field(
+        default=64,
+        metadata=flag("--embed-dim", "sin/cos embedding channels", "model", 9, metavar="E"),
+    )
 
     def __post_init__(self) -> None:
         positive = (

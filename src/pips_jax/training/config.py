@@ -18,7 +18,7 @@ import json
 import math
 from typing import Any
 
-from pips_jax.config import ModelConfig, check_fields, is_int
+from pips_jax.config import ModelConfig, check_fields, flag, is_int
 from pips_jax.errors import InputError
 
 #: Points closer than this to the image border are not sampled (pixels); the same
@@ -70,30 +70,100 @@ class TrainConfig:
         eval_frames: frames per held-out clip.
     """
 
+    # The flags of ``pips-jax train`` are made from the fields' metadata (its help
+    # appends the default); fields without a flag are set by --config only.
     model: ModelConfig = ModelConfig()
-    batch_size: int = 4
-    num_points: int = 768
-    iters: int = 4
-    crop: tuple[int, int] = (384, 512)
-    num_steps: int = 200_000
-    lr: float = 5e-4
-    weight_decay: float = 1e-4
+    batch_size: int = dataclasses.field(
+        default=4,
+        metadata=flag("--batch-size", "clips per step, over all devices", "recipe", 1, metavar="B"),
+    )
+    num_points: int = dataclasses.field(
+        default=768, metadata=flag("--num-points", "points per clip", "recipe", 2, metavar="N")
+    )
+    iters: int = dataclasses.field(
+        default=4, metadata=flag("--iters", "refinement iterations", "recipe", 4)
+    )
+    crop: tuple[int, int] = dataclasses.field(
+        default=(384, 512),
+        metadata=flag("--crop", "clip size", "recipe", 3, kind="resolution", metavar="HxW"),
+    )
+    num_steps: int = dataclasses.field(
+        default=200_000, metadata=flag("--steps", "optimizer steps", "recipe", 0, metavar="N")
+    )
+    lr: float = dataclasses.field(
+        default=5e-4, metadata=flag("--lr", "peak learning rate", "recipe", 5, kind="float")
+    )
+    weight_decay: float = dataclasses.field(
+        default=1e-4,
+        metadata=flag("--weight-decay", "AdamW weight decay", "recipe", 6, kind="float"),
+    )
     eps: float = 1e-8
     warmup_fraction: float = 0.05
     grad_clip: float = 5.0
     gamma: float = 0.8
     vis_weight: float = 10.0
-    remat: bool = True
-    seed: int = 0
-    num_objects: int = 8
-    augment: bool = True
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 3
-    log_every: int = 10
-    eval_every: int = 5000
-    eval_clips: int = 4
-    eval_size: tuple[int, int] = (256, 256)
-    eval_frames: int = 24
+    remat: bool = dataclasses.field(
+        default=True,
+        metadata=flag(
+            "--no-remat",
+            "keep every refinement iteration's activations for the backward pass (faster, "
+            "about iters times more memory) instead of recomputing them",
+            "recipe",
+            10,
+            kind="off",
+        ),
+    )
+    seed: int = dataclasses.field(
+        default=0,
+        metadata=flag("--seed", "seed of the initial parameters and the data", "recipe", 7),
+    )
+    num_objects: int = dataclasses.field(
+        default=8,
+        metadata=flag("--num-objects", "moving objects per clip", "recipe", 8, metavar="K"),
+    )
+    augment: bool = dataclasses.field(
+        default=True,
+        metadata=flag(
+            "--no-augment", "no flips, colour jitter, blur, noise, erasing", "recipe", 9, kind="off"
+        ),
+    )
+    checkpoint_every: int = dataclasses.field(
+        default=1000,
+        metadata=flag(
+            "--checkpoint-every", "steps between checkpoints", "checkpoints", 0, metavar="N"
+        ),
+    )
+    keep_checkpoints: int = dataclasses.field(
+        default=3,
+        metadata=flag("--keep-checkpoints", "checkpoints kept", "checkpoints", 1, metavar="K"),
+    )
+    log_every: int = dataclasses.field(
+        default=10,
+        metadata=flag("--log-every", "steps between log lines", "checkpoints", 2, metavar="N"),
+    )
+    eval_every: int = dataclasses.field(
+        default=5000,
+        metadata=flag(
+            "--eval-every",
+            "steps between held-out evaluations, 0 for none",
+            "checkpoints",
+            3,
+            metavar="N",
+        ),
+    )
+    eval_clips: int = dataclasses.field(
+        default=4, metadata=flag("--eval-clips", "held-out clips", "checkpoints", 4, metavar="N")
+    )
+    eval_size: tuple[int, int] = dataclasses.field(
+        default=(256, 256),
+        metadata=flag(
+            "--eval-size", "held-out clip size", "checkpoints", 5, kind="resolution", metavar="HxW"
+        ),
+    )
+    eval_frames: int = dataclasses.field(
+        default=24,
+        metadata=flag("--eval-frames", "frames per held-out clip", "checkpoints", 6, metavar="T"),
+    )
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, ModelConfig):

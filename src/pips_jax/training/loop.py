@@ -10,6 +10,10 @@ A run folder holds:
   ``pips-jax track --checkpoint`` (:func:`~pips_jax.training.checkpoints.export_params`
   writes one for any checkpoint).
 
+Which settings a run gets, new or resumed, is decided here: :func:`resolve_train_config`
+(a config file, the stored config or the defaults, with flags on top) and :func:`train`
+(only :data:`RESUMABLE_FIELDS` may change when resuming).
+
 Batch ``k`` and the update it makes depend only on the config and the state after
 step ``k``, which the checkpoints hold exactly, so a resumed run continues with the
 same data and the same losses as an uninterrupted one.
@@ -17,6 +21,7 @@ same data and the same losses as an uninterrupted one.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -25,7 +30,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +92,53 @@ def _resume_config(stored: TrainConfig, given: TrainConfig | None, where: Path) 
             f"only {', '.join(RESUMABLE_FIELDS)} may change (start a new run with init={where} to train further)"
         )
     return given
+
+
+def resolve_train_config(
+    out_dir: str | os.PathLike,
+    resume: bool,
+    config_path: str | os.PathLike | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    model_overrides: Mapping[str, Any] | None = None,
+) -> TrainConfig | None:
+    """The ``config`` to pass to :func:`train` for ``pips-jax train``'s settings.
+
+    The base is the TrainConfig JSON file ``config_path``, else (with ``resume``) the
+    config stored by the run in ``out_dir``, else the defaults; ``overrides``
+    (TrainConfig fields) and ``model_overrides`` (ModelConfig fields) go on top. A
+    resumed run without overrides gives None: :func:`train` keeps its stored
+    settings. A run folder without a checkpoint starts from the defaults.
+
+    Raises:
+        InputError: ``config_path`` cannot be read (the message calls it ``--config``)
+            or holds no valid TrainConfig; the overrides make an invalid one.
+    """
+    fields = dict(overrides or {})
+    model = dict(model_overrides or {})
+    if config_path:
+        try:
+            text = Path(config_path).read_text()
+        except OSError as e:
+            raise InputError(
+                f"--config {config_path}: cannot read it ({e.strerror or e})"
+            ) from None
+        base = TrainConfig.from_json(text)
+    elif resume and Path(out_dir).is_dir():
+        runs = RunCheckpoints(out_dir, read_only=True)
+        try:
+            if runs.latest_step() is None:
+                base = TrainConfig()
+            elif not fields and not model:
+                return None
+            else:
+                base = runs.config()
+        finally:
+            runs.close()
+    else:
+        base = TrainConfig()
+    if model:
+        fields["model"] = dataclasses.replace(base.model, **model)
+    return dataclasses.replace(base, **fields)
 
 
 class _DeferredInterrupt:

@@ -1,0 +1,173 @@
+"""Argument types and options that several ``pips-jax`` commands share.
+
+The types (:func:`resolution`, :func:`int_at_least`, :func:`positive_float`,
+:func:`channel_counts`) turn text into a value or raise argparse's error, which
+argparse prints with the usage (exit code 2). The ``add_*`` functions add the options
+of the commands that run the model, write tracks or run on 256x256 clips, and the flag
+a config dataclass field declares (:class:`pips_jax.config.Flag`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from pips_jax.config import Flag
+
+
+def resolution(text: str) -> tuple[int, int]:
+    """An argparse type: ``HxW`` (e.g. ``360x640``) as ``(H, W)`` pixels."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW such as 360x640, got {text!r}") from None
+    return h, w
+
+
+def int_at_least(minimum: int, what: str) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``minimum``, named ``what`` in the error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected {what} >= {minimum}, got {text!r}")
+        return value
+
+    return parse
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def channel_counts(text: str) -> tuple[int, ...]:
+    """An argparse type: comma-separated channel counts, ``32,48,64,64``."""
+    try:
+        dims = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated channel counts such as 32,48,64,64, got {text!r}"
+        ) from None
+    return dims
+
+
+def resolution_text(size: tuple[int, int]) -> str:
+    """``(H, W)`` as the help writes it: ``HxW``."""
+    return f"{size[0]}x{size[1]}"
+
+
+def float_text(value: float) -> str:
+    """A number as the help writes it: ``5e-4`` below 0.01 (learning rates, decays),
+    else the shortest form (``0.05``, ``10``)."""
+    if value and abs(value) < 1e-2:
+        mantissa, exponent = f"{value:e}".split("e")
+        return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+    return f"{value:g}"
+
+
+#: Each :attr:`~pips_jax.config.Flag.kind` of a value flag: its argparse type and how
+#: the help writes a value of it.
+FLAG_KINDS: dict[str, tuple[Callable[[str], Any], Callable[[Any], str]]] = {
+    "int": (int, str),
+    "float": (float, float_text),
+    "resolution": (resolution, resolution_text),
+    "channels": (channel_counts, lambda dims: ",".join(str(d) for d in dims)),
+}
+
+
+def add_config_flag(
+    group: Any,
+    field: dataclasses.Field,
+    flag: Flag,
+    dest: str,
+    default: Any = None,
+    default_label: str = "",
+) -> None:
+    """Adds to ``group`` (a parser or an argument group) the ``flag`` of the config
+    dataclass ``field``, stored in ``dest`` (``default`` when not given; None tells
+    "not given" apart).
+
+    The help ends with the field's default, as ``(4)``, or ``(default 4)`` with
+    ``default_label="default "``. An ``"off"`` flag stores False when given.
+    """
+    if flag.kind == "off":
+        group.add_argument(
+            flag.name, dest=dest, action="store_const", const=False, default=None, help=flag.help
+        )
+        return
+    parse, text = FLAG_KINDS[flag.kind]
+    group.add_argument(
+        flag.name,
+        dest=dest,
+        type=parse,
+        default=default,
+        # argparse's own metavar for this flag's name: --weight-decay WEIGHT_DECAY
+        metavar=flag.metavar or flag.name.lstrip("-").replace("-", "_").upper(),
+        help=f"{flag.help} ({default_label}{text(field.default)})",
+    )
+
+
+def add_run_args(p: argparse.ArgumentParser) -> None:
+    """Options of every command that runs the model."""
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        metavar="PATH",
+        help=(
+            "an original .pth, a converted .safetensors or a pips-jax train run folder "
+            "(its latest checkpoint; default: the cached released weights, else the shipped ones)"
+        ),
+    )
+    p.add_argument(
+        "--iters",
+        type=int,
+        default=None,
+        help="refinement iterations per window (default: the weights' recommended count, else 6)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=("float32", "bfloat16"),
+        default="float32",
+        help="compute precision (default float32: exact)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def add_output_args(p: argparse.ArgumentParser, out: str, viz: str) -> None:
+    """Options of the commands that write tracks and a visualization: the folder
+    (default ``./out``) and the visualization's format (default ``viz``)."""
+    p.add_argument(
+        "--out", default=out, metavar="DIR", help="output folder (default ./%(default)s)"
+    )
+    p.add_argument(
+        "--viz-format",
+        choices=("mp4", "gif"),
+        default=viz,
+        help="visualization format (default %(default)s)",
+    )
+
+
+def add_clip_resolution_arg(p: argparse.ArgumentParser) -> None:
+    """The model's input resolution on 256x256 clips (``demo`` and ``eval``)."""
+    p.add_argument(
+        "--input-resolution",
+        type=resolution,
+        default=None,
+        metavar="HxW",
+        help=(
+            "resolution the model runs at; frames are resized to it and tracks mapped back "
+            "(default: the weights' recommended one, else 256x256)"
+        ),
+    )
