@@ -27,10 +27,8 @@ def flat_dot(
 
     The products are the same. What changes is the backward pass: the kernel's gradient
     of an N-D input contracts over several axes, which XLA:CPU runs through a slow
-    generic loop instead of one matrix product (3x slower for a mixer's channel layer,
-    40x for its token layer; the small model's mixer gradient took 12.6x its forward,
-    7x with this). A bfloat16
-    layer accumulates in float32 (``preferred_element_type`` in ``kwargs``).
+    generic loop instead of one matrix product (measured in ``benchmarks/README.md``).
+    A bfloat16 layer accumulates in float32 (``preferred_element_type`` in ``kwargs``).
     """
     (lhs_contract, rhs_contract), batch = dimension_numbers
     if lhs.ndim <= 2 or batch != ((), ()) or tuple(lhs_contract) != (lhs.ndim - 1,):

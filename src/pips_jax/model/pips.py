@@ -192,7 +192,8 @@ class Pips:
         Frames go through the encoder one at a time (a ``lax.map``): the result is
         the same as encoding the batch at once, but every activation buffer is one
         frame's size and is reused from frame to frame. On CPUs, where freshly
-        allocated memory is paid for in page faults, this is about a third faster.
+        allocated memory is paid for in page faults, this is faster (measured in
+        ``benchmarks/README.md``).
         """
         encode_one = lambda im: self.net.apply(  # noqa: E731
             {"params": params}, im[None], method=PipsNet.encode
