@@ -90,6 +90,16 @@ def check_output_dir(path: str | os.PathLike) -> Path:
     return out
 
 
+def cache_dir() -> Path:
+    """The pips-jax cache folder: ``$PIPS_JAX_CACHE`` if set, else
+    ``$XDG_CACHE_HOME/pips-jax``, else ``~/.cache/pips-jax`` (converted weights, compiled
+    programs)."""
+    if os.environ.get("PIPS_JAX_CACHE"):
+        return Path(os.environ["PIPS_JAX_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "pips-jax"
+
+
 def make_output_dir(path: str | os.PathLike) -> Path:
     """Creates the output folder ``path`` (and its parents) and returns it.
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from pips_jax.config import ModelConfig
 from pips_jax.errors import CheckpointError
+from pips_jax.files import cache_dir
 
 REPO_ID = "aharley/pips"
 FILENAME = "model-000200000.pth"
@@ -28,14 +29,6 @@ HOW_TO_GET_WEIGHTS = (
     "run `pips-jax download` (fetches aharley/pips model-000200000.pth from Hugging Face "
     "and converts it), or pass --checkpoint PATH with a .pth or converted .safetensors file"
 )
-
-
-def cache_dir() -> Path:
-    """The pips-jax cache folder (see the module docstring)."""
-    if os.environ.get("PIPS_JAX_CACHE"):
-        return Path(os.environ["PIPS_JAX_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "pips-jax"
 
 
 def reference_path() -> Path:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pips_jax.config import Flag
+from pips_jax.runtime import DEFAULT_JOIN_TIMEOUT_S, HEARTBEAT_TIMEOUT_S
 
 
 def resolution(text: str) -> tuple[int, int]:
@@ -169,5 +170,65 @@ def add_clip_resolution_arg(p: argparse.ArgumentParser) -> None:
         help=(
             "resolution the model runs at; frames are resized to it and tracks mapped back "
             "(default: the weights' recommended one, else 256x256)"
+        ),
+    )
+
+
+def add_job_args(p: argparse.ArgumentParser) -> None:
+    """Options of the commands that run as one process of a job of many
+    (:mod:`pips_jax.runtime`); without them a command is one process on all its local
+    devices, unless the environment describes a job (SLURM, Open MPI,
+    ``JAX_COORDINATOR_ADDRESS``)."""
+    g = p.add_argument_group(
+        "many processes (JAX's distributed runtime; default: one process on all local devices)"
+    )
+    g.add_argument(
+        "--coordinator-address",
+        default=None,
+        metavar="HOST:PORT",
+        help="address of process 0's coordinator (every process gives the same)",
+    )
+    g.add_argument(
+        "--num-processes",
+        type=int_at_least(1, "a number of processes"),
+        default=None,
+        metavar="P",
+        help="processes in the job",
+    )
+    g.add_argument(
+        "--process-id",
+        type=int_at_least(0, "a process id"),
+        default=None,
+        metavar="I",
+        help="this process, 0 .. P-1 (process 0 serves the coordinator)",
+    )
+    g.add_argument(
+        "--join-timeout",
+        type=positive_float,
+        default=DEFAULT_JOIN_TIMEOUT_S,
+        metavar="S",
+        help="seconds to wait for every process to join (default %(default)g)",
+    )
+    g.add_argument(
+        "--heartbeat-timeout",
+        type=int_at_least(1, "a number of seconds"),
+        default=HEARTBEAT_TIMEOUT_S,
+        metavar="S",
+        help="seconds after which a job one of whose processes died is ended (default %(default)s)",
+    )
+    p.set_defaults(job=True)
+
+
+def add_compile_cache_arg(p: argparse.ArgumentParser) -> None:
+    """``--no-compile-cache``: the commands that compile the model keep their compiled
+    programs in the cache folder (``$PIPS_JAX_CACHE/xla``, default
+    ``~/.cache/pips-jax/xla``) unless given."""
+    p.add_argument(
+        "--no-compile-cache",
+        dest="compile_cache",
+        action="store_false",
+        help=(
+            "do not keep compiled programs in the cache folder ($PIPS_JAX_CACHE/xla, default "
+            "~/.cache/pips-jax/xla), which spares a later run with the same shapes compiling"
         ),
     )

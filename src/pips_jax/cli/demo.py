@@ -6,7 +6,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pips_jax.cli.args import add_clip_resolution_arg, add_output_args, add_run_args
+from pips_jax.cli.args import (
+    add_clip_resolution_arg,
+    add_compile_cache_arg,
+    add_output_args,
+    add_run_args,
+)
 
 
 def add_parser(sub) -> None:
@@ -22,6 +27,7 @@ def add_parser(sub) -> None:
     add_run_args(p)
     add_output_args(p, "pips_demo", "gif")
     add_clip_resolution_arg(p)
+    add_compile_cache_arg(p)
     p.set_defaults(func=run, defer_interrupt=True)
 
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import argparse
 
-from pips_jax.cli.args import add_clip_resolution_arg, add_run_args
+from pips_jax.cli.args import (
+    add_clip_resolution_arg,
+    add_compile_cache_arg,
+    add_job_args,
+    add_run_args,
+)
 
 
 def add_parser(sub) -> None:
@@ -48,6 +53,8 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--json", default=None, metavar="OUT.json", help="also write the report as JSON")
     add_run_args(p)
+    add_compile_cache_arg(p)
+    add_job_args(p)
     p.set_defaults(func=run, defer_interrupt=True)
 
 
@@ -55,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from pips_jax.evaluation.runner import evaluate, load_samples, tracker_predictor
     from pips_jax.files import atomic_write_bytes
     from pips_jax.inference import DEFAULT_CLIP_RESOLUTION, InferenceSettings
+    from pips_jax.runtime import current_job
     from pips_jax.tracker import Tracker
 
     if args.baseline_only:
@@ -76,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         predictors = {"pips": tracker_predictor(tracker)}
     samples = load_samples(args.dataset, args.format, args.num_videos, args.seed)
     dataset = args.dataset or f"generated: {args.num_videos} clips, seed {args.seed}"
+    job = current_job()
     report = evaluate(
         samples,
         predictors,
@@ -87,7 +96,10 @@ def run(args: argparse.Namespace) -> int:
         weights=description,
         iters=None if settings is None else settings.iters,
         precision=None if settings is None else settings.precision,
+        share=(job.process_index, job.process_count),
     )
+    if not job.is_main:  # every process holds the job's report; process 0 reports it
+        return 0
     print(report.table())
     if args.json:
         atomic_write_bytes(args.json, report.to_json().encode())

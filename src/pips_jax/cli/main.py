@@ -16,10 +16,20 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from pips_jax import interrupts
-from pips_jax.cli import benchmark, convert, demo, download, evaluate, track, train
+from pips_jax import interrupts, runtime
+from pips_jax.cli import (
+    benchmark,
+    convert,
+    demo,
+    download,
+    evaluate,
+    supervise,
+    track,
+    train,
+)
 from pips_jax.cli.xla_flags import add_cpu_conv_flag
 from pips_jax.errors import PipsError, PipsWarning
+from pips_jax.files import cache_dir
 
 #: The commands, in the order of the help.
 COMMANDS = (convert, download, track, demo, evaluate, benchmark, train)
@@ -53,6 +63,28 @@ def _warning_printer(command: str):
     return show
 
 
+def _start_runtime(args: argparse.Namespace) -> None:
+    """Joins the job the arguments describe (commands with :func:`add_job_args`),
+    refusing processes started with different arguments, and switches on the
+    compilation cache (commands with :func:`add_compile_cache_arg`)."""
+    if getattr(args, "job", False):
+        options = runtime.JobOptions(
+            args.coordinator_address,
+            args.num_processes,
+            args.process_id,
+            args.join_timeout,
+            args.heartbeat_timeout,
+        )
+        job = runtime.join(options, prefix=f"pips-jax {args.command}")
+        if job.process_count > 1:
+            runtime.check_same_settings(
+                {k: v for k, v in vars(args).items() if k not in ("process_id", "func")},
+                "arguments",
+            )
+    if getattr(args, "compile_cache", False):
+        runtime.enable_compilation_cache(cache_dir() / "xla")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs one command; returns its exit code (0, 2: bad input, 130: Ctrl-C).
 
@@ -68,6 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.simplefilter("always", PipsWarning)
         warnings.showwarning = _warning_printer(args.command)
         try:
+            _start_runtime(args)
             return args.func(args)
         except PipsError as e:
             print(f"pips-jax {args.command}: error: {e}", file=sys.stderr)
@@ -86,7 +119,10 @@ def entry() -> None:
     compile crashes the process (segmentation fault). Nothing is lost: outputs are
     written under temporary names that are renamed at the end or removed while the
     interrupt unwinds. After a finished command, a late Ctrl-C is ignored during the
-    teardown."""
+    teardown. One process of a job of many runs under a supervisor
+    (:mod:`pips_jax.cli.supervise`)."""
+    if supervise.wanted(sys.argv[1:]):
+        raise SystemExit(supervise.run(sys.argv[1:]))
     code = main()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):

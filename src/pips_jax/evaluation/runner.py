@@ -138,20 +138,34 @@ def evaluate(
     query_mode: str = "first",
     eval_resolution: tuple[int, int] = (256, 256),
     progress: bool = False,
+    share: tuple[int, int] = (0, 1),
     **report_fields,
 ) -> EvalReport:
     """Evaluates every predictor (plus the zero-motion baseline) on every video.
 
     A bad video (unreadable, wrong layout, no query point) is reported in
     ``skipped`` and does not stop the others.
+
+    ``share = (I, P)``: this is process ``I`` of a job of ``P``
+    (:mod:`pips_jax.runtime`); it evaluates the videos at positions ``I, I + P, ...``
+    of ``samples`` and the per-video results of every process are gathered, so every
+    process returns the report one process would make (the same videos, in the same
+    order, the same scores). Every process must be given the same ``samples``.
     """
     from tqdm.auto import tqdm
 
+    index, count = share
     methods = {**predictors, "zero_motion": _zero_motion}
     per_video: dict[str, dict[str, dict[str, float]]] = {m: {} for m in methods}
     skipped: list[tuple[str, str]] = []
-    for name, sample in tqdm(samples, desc="eval", unit="video", disable=not progress, leave=False):
+    order: list[str] = []
+    for position, (name, sample) in enumerate(
+        tqdm(samples, desc="eval", unit="video", disable=not progress, leave=False)
+    ):
         interrupts.check()
+        order.append(name)
+        if position % count != index:
+            continue
         if isinstance(sample, Exception):
             skipped.append((name, str(sample)))
             continue
@@ -164,6 +178,8 @@ def evaluate(
             for m in methods:
                 per_video[m].pop(name, None)
             skipped.append((name, str(e)))
+    if count > 1:
+        per_video, skipped = _gather_results(per_video, skipped, order)
     if not per_video["zero_motion"]:
         reasons = "; ".join(f"{n}: {r}" for n, r in skipped[:3])
         raise InputError(
@@ -183,6 +199,33 @@ def evaluate(
         skipped=skipped,
         **report_fields,
     )
+
+
+def _gather_results(
+    per_video: dict[str, dict[str, dict[str, float]]],
+    skipped: list[tuple[str, str]],
+    order: list[str],
+) -> tuple[dict[str, dict[str, dict[str, float]]], list[tuple[str, str]]]:
+    """Every process's per-video results and skipped videos, merged in the order of
+    the videos (``order``: every video's name, as every process read them)."""
+    from pips_jax.runtime import allgather_json
+
+    parts = allgather_json({"per_video": per_video, "skipped": skipped})
+    position = {name: i for i, name in reversed(list(enumerate(order)))}
+    merged = {
+        method: dict(
+            sorted(
+                ((name, row) for part in parts for name, row in part["per_video"][method].items()),
+                key=lambda item: position[item[0]],
+            )
+        )
+        for method in per_video
+    }
+    every_skip = sorted(
+        ((name, reason) for part in parts for name, reason in part["skipped"]),
+        key=lambda item: position[item[0]],
+    )
+    return merged, every_skip
 
 
 def _zero_motion(ex: EvalExample) -> tuple[np.ndarray, np.ndarray]:
