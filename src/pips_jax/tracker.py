@@ -50,6 +50,25 @@ What the tracker adds to the model's output
   track before any is resized or encoded; queries, results and exports use **input
   frame indices** (``TrackResult.frame_indices`` maps each tracked frame to its index
   in the input).
+
+Devices
+-------
+A tracker runs on every device of a 1-D :class:`jax.sharding.Mesh` (default: this
+process's devices, :func:`pips_jax.runtime.local_mesh`). PIPs' points are independent,
+so each chunk of points is split over the mesh's axis: every device runs the model on
+its slice of the points' positions and features, with the parameters and the window's
+feature maps replicated (``jax.shard_map``). Frames are encoded in batches split over
+the devices the same way, and query features are sampled from the point slices. Every
+output is gathered back replicated, so each device (and each process) reads the whole
+result. Chunks are padded to a few fixed sizes that are multiples of the device count
+and the encode batch is one, so one compiled program serves every chunk and every video
+of the same working resolution.
+
+A mesh over the devices of several processes (:func:`pips_jax.runtime.global_mesh`
+after :func:`pips_jax.runtime.join`) works the same way: every process runs the same
+host loop on the same video and queries (each decodes the video itself; each encodes
+only its devices' share of the frames), the device computation is split over all
+processes' devices, and every process gets the full result.
 """
 
 from __future__ import annotations
@@ -66,8 +85,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
-from pips_jax import interrupts
+from pips_jax import interrupts, runtime
 from pips_jax.config import DEFAULT_ITERS, ModelConfig
 from pips_jax.errors import InputError, PipsWarning
 from pips_jax.inference import InferenceSettings
@@ -488,9 +509,31 @@ class FeatureStore:
 
 
 # ----------------------------------------------------------------------- tracker
-def _bucket(n: int, cap: int) -> int:
-    """Pads chunk sizes to a few fixed sizes (powers of two, at least 16, at most cap)."""
-    return min(cap, max(16, 1 << (n - 1).bit_length()))
+def _bucket(n: int, cap: int, multiple: int = 1) -> int:
+    """Pads chunk sizes to a few fixed sizes: powers of two, at least 16, at most
+    ``cap``, each rounded up to a multiple of ``multiple`` (the device count)."""
+    return _round_up(min(cap, max(16, 1 << (n - 1).bit_length())), multiple)
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def check_mesh(mesh: Any) -> Mesh:
+    """A tracker's mesh must be a 1-D :class:`jax.sharding.Mesh` (one axis, the one
+    the points are split over).
+
+    Raises:
+        InputError: not a mesh, or a mesh of more than one axis.
+    """
+    if not isinstance(mesh, Mesh):
+        raise InputError(f"mesh: expected a jax.sharding.Mesh, found {type(mesh).__name__}")
+    if len(mesh.axis_names) != 1:
+        raise InputError(
+            "mesh: expected a 1-D mesh (one axis the points are split over), found axes "
+            f"{tuple(mesh.axis_names)} of shape {tuple(mesh.devices.shape)}"
+        )
+    return mesh
 
 
 class Tracker:
@@ -515,6 +558,13 @@ class Tracker:
         encode_batch: frames encoded per compiled call.
         compute_dtype: ``"float32"`` (exact) or ``"bfloat16"`` (faster where the
             hardware has bfloat16 matrix units; see the benchmark for its accuracy).
+        mesh: a 1-D :class:`jax.sharding.Mesh` whose axis the points (and the encoded
+            frames) are split over; default every device of this process
+            (:func:`pips_jax.runtime.local_mesh`). A mesh over several processes'
+            devices (:func:`pips_jax.runtime.global_mesh`) needs every process to
+            track the same video and queries; each gets the full result. Chunk sizes
+            are padded to multiples of its device count, and ``encode_batch`` is
+            rounded up to one.
     """
 
     def __init__(
@@ -528,10 +578,14 @@ class Tracker:
         feature_memory_bytes: int = FEATURE_MEMORY_BYTES,
         encode_batch: int = 8,
         compute_dtype: Any = "float32",
+        mesh: Mesh | None = None,
     ):
         self.config = config or ModelConfig()
         self.model = Pips(self.config, compute_dtype=compute_dtype)
-        self.params = jax.tree_util.tree_map(jnp.asarray, params)
+        self.mesh = check_mesh(runtime.local_mesh("points") if mesh is None else mesh)
+        self._axis = self.mesh.axis_names[0]
+        self._replicated = NamedSharding(self.mesh, P())
+        self.params = params
         self.resolution = None if resolution is None else check_resolution(resolution, self.config)
         if iters < 1:
             raise InputError(f"iters must be >= 1, got {iters}")
@@ -541,10 +595,44 @@ class Tracker:
         self.max_points_per_batch = int(max_points_per_batch)
         self.progress = progress
         self.feature_memory_bytes = feature_memory_bytes
-        self.encode_batch = max(1, int(encode_batch))
-        self._encode = jax.jit(self._encode_impl, static_argnames="resolution")
-        self._window = jax.jit(self._window_impl)
-        self._sample = jax.jit(self._sample_impl)
+        self.encode_batch = _round_up(max(1, int(encode_batch)), self.device_count)
+        # Each is one program over the whole mesh: replicated parameters and feature
+        # maps, frames or points split over the axis, outputs gathered back replicated.
+        self._encode = jax.jit(
+            self._encode_sharded, static_argnames="resolution", out_shardings=self._replicated
+        )
+        points = P(self._axis)
+        self._window = jax.jit(
+            self._sharded(self._window_impl, (P(), P(), points, points), P(None, self._axis)),
+            out_shardings=self._replicated,
+        )
+        self._sample = jax.jit(
+            self._sharded(self._sample_impl, (P(), points), points),
+            out_shardings=self._replicated,
+        )
+
+    @property
+    def device_count(self) -> int:
+        """The devices this tracker runs on: every device of its mesh, of all processes."""
+        return int(self.mesh.size)
+
+    @property
+    def params(self) -> Params:
+        """The parameters, replicated on every device of the mesh (assigning new ones
+        places them there; the compiled functions take them as arguments)."""
+        return self._params
+
+    @params.setter
+    def params(self, params: Params) -> None:
+        def put(x: Any) -> jax.Array:
+            if isinstance(x, jax.Array) and x.sharding == self._replicated:
+                return x
+            if self.mesh.is_multi_process:
+                host = np.asarray(x)
+                return self._put(host.astype(jax.dtypes.canonicalize_dtype(host.dtype)), P())
+            return jax.device_put(jnp.asarray(x), self._replicated)
+
+        self._params = jax.tree_util.tree_map(put, params)
 
     @classmethod
     def from_settings(
@@ -565,7 +653,7 @@ class Tracker:
                 model runs at ``settings.clip_resolution``; otherwise at
                 ``settings.video_resolution`` (None: each video's own).
             options: the constructor's other arguments (``max_points_per_batch``,
-                ``progress``, ...).
+                ``progress``, ``mesh``, ...).
 
         Raises:
             InputError: ``settings.window`` is not the model's S (PIPs runs S-frame
@@ -585,9 +673,27 @@ class Tracker:
         )
 
     # ------------------------------------------------------------ jitted pieces
+    def _sharded(self, fn: Any, in_specs: tuple[P, ...], out_specs: P) -> Any:
+        """``fn`` run by each device on its slices of the arguments (split along the
+        mesh axis where the spec names it, whole where it is ``P()``)."""
+        return jax.shard_map(fn, mesh=self.mesh, in_specs=in_specs, out_specs=out_specs)
+
+    def _encode_sharded(
+        self, params: Params, frames: jax.Array, resolution: tuple[int, int]
+    ) -> jax.Array:
+        """``(F, H, W, 3)`` uint8 frames, split over the mesh on F, to ``(F, h, w, C)``."""
+
+        def encode(params: Params, frames: jax.Array) -> jax.Array:
+            return self._encode_impl(params, frames, resolution)
+
+        frames_split = P(self._axis)
+        return self._sharded(encode, (P(), frames_split), frames_split)(params, frames)
+
     def _encode_impl(
         self, params: Params, frames: jax.Array, resolution: tuple[int, int]
     ) -> jax.Array:
+        """``(F, H, W, 3)`` uint8 RGB frames, resized to ``resolution = (h, w)``, to
+        ``(F, h / stride, w / stride, C)`` float32 feature maps."""
         h, w = resolution
         x = frames.astype(jnp.float32)
         if x.shape[1:3] != (h, w):
@@ -596,11 +702,17 @@ class Tracker:
         return self.model.encode_images(params, images)
 
     def _sample_impl(self, fmap: jax.Array, xys: jax.Array) -> jax.Array:
+        """``(n, C)`` features of ``(n, 2)`` points ``(x, y)`` in model pixels (origin
+        at the centre of the top-left pixel) on one frame's ``(h, w, C)`` map."""
         return self.model.point_features(fmap[None], xys[None])[0]
 
     def _window_impl(
         self, params: Params, fmaps: jax.Array, xys: jax.Array, feats: jax.Array
     ) -> tuple[jax.Array, jax.Array]:
+        """One window: ``(S, h, w, C)`` feature maps (the working resolution divided by
+        the stride), ``(n, 2)`` start points ``(x, y)`` in model pixels on frame 0
+        (origin at the centre of the top-left pixel) and their ``(n, C)`` features to
+        ``(S, n, 2)`` positions in model pixels and ``(S, n)`` visibility probabilities."""
         out = self.model.forward_features(
             params, fmaps[None], xys[None], self.iters, feat_init=feats[None]
         )
@@ -667,7 +779,8 @@ class Tracker:
         arr = np.stack(batch)
         if n < self.encode_batch:  # keep one compiled shape
             arr = np.concatenate([arr, np.repeat(arr[-1:], self.encode_batch - n, axis=0)])
-        return np.asarray(self._encode(self.params, arr, resolution=resolution))[:n]
+        frames = self._put(arr, P(self._axis))
+        return _fetch(self._encode(self.params, frames, resolution=resolution))[:n]
 
     def track(
         self,
@@ -780,12 +893,24 @@ class Tracker:
         feats = np.zeros((len(q_t), self.config.latent_dim), np.float32)
         for t in np.unique(q_t):
             idx = np.nonzero(q_t == t)[0]
+            fmap = self._put(store.window(np.array([t]))[0], P())
             for chunk in self._chunks(idx):
-                xy = _pad_rows(q_xy[chunk], _bucket(len(chunk), self.max_points_per_batch))
-                fmap = jnp.asarray(store.window(np.array([t]))[0])
-                feats[chunk] = np.asarray(self._sample(fmap, xy))[: len(chunk)]
+                xy = self._points(q_xy[chunk])
+                feats[chunk] = _fetch(self._sample(fmap, xy))[: len(chunk)]
                 interrupts.check()
         return feats
+
+    def _put(self, host: np.ndarray, spec: P) -> jax.Array:
+        """A host array as one array over the mesh, split as ``spec`` says (each process
+        places the slices of its own devices, so this serves a global mesh too)."""
+        sharding = NamedSharding(self.mesh, spec)
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+    def _points(self, rows: np.ndarray) -> jax.Array:
+        """``(n, ...)`` per-point rows padded to their chunk's fixed size (repeating the
+        last row; those results are dropped) and split over the mesh on the points."""
+        size = _bucket(len(rows), self.max_points_per_batch, self.device_count)
+        return self._put(_pad_rows(rows, size), P(self._axis))
 
     def _chunks(self, idx: np.ndarray) -> Iterator[np.ndarray]:
         for i in range(0, len(idx), self.max_points_per_batch):
@@ -817,18 +942,17 @@ class Tracker:
                 a = int(anchor[active].min())
                 group = np.nonzero(active & (anchor == a))[0]
                 ids = frame_ids[np.minimum(np.arange(a, a + s), t_count - 1)]
-                fmaps = jnp.asarray(store.window(ids))
+                fmaps = self._put(store.window(ids), P())
                 keep = min(s, t_count - a)
                 for chunk in self._chunks(group):
-                    size = _bucket(len(chunk), self.max_points_per_batch)
                     xy, c = self._window(
                         self.params,
                         fmaps,
-                        _pad_rows(anchor_xy[chunk], size),
-                        _pad_rows(feats[chunk], size),
+                        self._points(anchor_xy[chunk]),
+                        self._points(feats[chunk]),
                     )
-                    xy = np.asarray(xy)[:, : len(chunk)]  # S, n, 2
-                    c = np.asarray(c)[:, : len(chunk)]  # S, n
+                    xy = _fetch(xy)[:, : len(chunk)]  # S, n, 2
+                    c = _fetch(c)[:, : len(chunk)]  # S, n
                     tracks[chunk, a : a + keep] = xy[:keep].transpose(1, 0, 2)
                     conf[chunk, a : a + keep] = c[:keep].T
                     if a + s >= t_count:
@@ -843,12 +967,20 @@ class Tracker:
             bar.close()
 
 
-def _pad_rows(x: np.ndarray, size: int) -> jax.Array:
+def _pad_rows(x: np.ndarray, size: int) -> np.ndarray:
     """Pads the first axis to ``size`` by repeating the last row (results are dropped)."""
     x = np.asarray(x, np.float32)
     if len(x) < size:
         x = np.concatenate([x, np.repeat(x[-1:], size - len(x), axis=0)])
-    return jnp.asarray(x)
+    return x
+
+
+def _fetch(x: Any) -> np.ndarray:
+    """A replicated output on the host (one copy: on a mesh of several processes the
+    others' devices are not addressable from this one)."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        x = x.addressable_shards[0].data
+    return np.asarray(x)
 
 
 def _progress(enabled: bool, total: int | None, desc: str, unit: str):
