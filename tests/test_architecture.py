@@ -42,7 +42,7 @@ ORDER = (
     "__main__",
 )
 #: Units that use only the layers up to the tracker.
-BELOW_APPLICATIONS = {"demo": ORDER.index("tracker"), "benchmark": ORDER.index("tracker")}
+BELOW_APPLICATIONS = {"demo": ORDER.index("tracker")}
 #: The one upward import the document states: reading a train run folder.
 EXCEPTIONS = {("weights", "training.checkpoints")}
 

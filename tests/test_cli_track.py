@@ -51,6 +51,11 @@ def test_track_grid_writes_tracks_and_video(files, tmp_path, capsys):
     assert summary.startswith(
         "tracked 9 points through 12 frames (input 32x48, working resolution 32x48, HxW) in "
     )
+    out = tmp_path / "out"
+    assert summary.endswith(
+        f" s on 1 device -> {out / 'clip_tracks.npz'}, {out / 'clip_tracks.csv'}, "
+        f"{out / 'clip_tracks.mp4'}"
+    )
     res = load_npz(tmp_path / "out" / "clip_tracks.npz")
     assert res.tracks.shape == (9, 12, 2) and res.fps == pytest.approx(12)
     assert res.size == (32, 48)

@@ -1,23 +1,24 @@
-"""``pips-jax track``: track points (a grid or a points file) through a video file or
-a folder of frames, and write the tracks (npz, csv) and a visualization."""
+"""``pips-jax track``: track points (a grid or a points file) through videos (files or
+folders of frames) and write each one's tracks (npz, csv) and a visualization; many
+videos, shares of workers and the processes of a job as :mod:`pips_jax.collection`
+says."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+from typing import Any
 
 from pips_jax.cli.args import (
+    add_compile_cache_arg,
+    add_job_args,
     add_output_args,
     add_run_args,
     int_at_least,
     positive_float,
     resolution,
 )
-
-#: Frame rate of the visualization of an input without one (a folder of frames
-#: without --fps).
-UNKNOWN_FPS_VIZ = 10.0
 
 _frame_index = int_at_least(0, "a frame index")
 _positive_int = int_at_least(1, "an integer")
@@ -26,15 +27,55 @@ _positive_int = int_at_least(1, "an integer")
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "track",
-        help="track points through a video and write tracks + a visualization",
+        help="track points through videos and write tracks + a visualization",
         description=(
-            "Track points through a whole video (a file or a folder of frames). Queries are "
+            "Track points through whole videos (files or folders of frames). Queries are "
             "a grid (--grid K) or a CSV points file with header t,x,y (input pixels, t a "
-            "frame index). Writes <name>_tracks.npz, <name>_tracks.csv and a video with "
-            "trails into --out."
+            "frame index), the same for every video. Writes <name>_tracks.npz, "
+            "<name>_tracks.csv and a video with trails into --out for each video <name>.* "
+            "(two videos of one name are refused). A video whose outputs are in --out, just "
+            "as this command would leave them, is skipped (--overwrite tracks it again), so "
+            "the same command resumes an interrupted run. With several videos, one that "
+            "cannot be read or tracked is reported, skipped, and the command exits with "
+            "code 1 at the end (with one video its error ends the command with code 2); "
+            "bad input found before any work (missing paths, two videos of one name, a bad "
+            "--shard) exits with code 2. The processes of a job (see 'many processes') "
+            "split the videos, or track each video together when there are fewer videos "
+            "than processes."
         ),
     )
-    p.add_argument("video", help="video file (mp4, avi, webm, mov, ...) or folder of frames")
+    p.add_argument(
+        "video",
+        nargs="*",
+        help=(
+            "video files (mp4, avi, webm, mov, ...) or folders of frames, given together "
+            "(all before or all after the options)"
+        ),
+    )
+    p.add_argument(
+        "--video-list",
+        metavar="FILE",
+        default=None,
+        help=(
+            "a text file of more videos: one path a line, blank lines and lines starting "
+            "with # ignored, relative paths relative to the file's folder"
+        ),
+    )
+    p.add_argument(
+        "--shard",
+        metavar="I/N",
+        default=None,
+        help=(
+            "track only share I of N (every N-th video of the list from position I, 0 <= "
+            "I < N): N independent commands (a SLURM array) write into one --out, and "
+            "rerunning one resumes its share"
+        ),
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="track videos whose outputs are in --out again (default: skip them)",
+    )
     q = p.add_mutually_exclusive_group()
     q.add_argument(
         "--grid", type=int, default=10, metavar="K", help="track a KxK grid (default %(default)s)"
@@ -42,7 +83,9 @@ def add_parser(sub) -> None:
     q.add_argument(
         "--points",
         metavar="FILE.csv",
-        help="CSV with header t,x,y (t an input frame index, x,y input pixels)",
+        help=(
+            "CSV with header t,x,y (t an input frame index, x,y input pixels), used for every video"
+        ),
     )
     p.add_argument(
         "--query-frame",
@@ -111,76 +154,83 @@ def add_parser(sub) -> None:
         help="trail length in frames (default %(default)s)",
     )
     p.add_argument("--no-viz", action="store_true", help="write tracks only")
+    add_compile_cache_arg(p)
+    add_job_args(p)
     p.set_defaults(func=run, defer_interrupt=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
+    from pips_jax import collection, runtime
     from pips_jax.errors import InputError
-    from pips_jax.files import StagedOutputs, check_output_dir
+    from pips_jax.files import check_output_dir
     from pips_jax.inference import InferenceSettings
-    from pips_jax.tracker import FrameSelection, Tracker, open_video
-    from pips_jax.tracks_io import output_names, read_points_csv, save_csv, save_npz
+    from pips_jax.tracker import FrameSelection, Tracker
+    from pips_jax.tracks_io import read_points_csv
     from pips_jax.weights import load_weights
 
     t0 = time.perf_counter()
     check_output_dir(args.out)
-    selection = FrameSelection(args.start, args.stop, args.step)
-    source = open_video(args.video, selection)
-    if args.fps is not None:
-        source.fps = args.fps
+    videos = collection.gather_videos(args.video, args.video_list)
+    share = collection.parse_share(args.shard) if args.shard is not None else (0, 1)
     queries = labels = None
     if args.points:
         queries, labels = read_points_csv(args.points)
         if args.query_frame is not None:
             raise InputError("--query-frame applies to --grid; a points file gives t per point")
-    weights = load_weights(args.checkpoint)
-    settings = InferenceSettings.resolve(
-        weights.card, iters=args.iters, video_resolution=args.resolution, precision=args.precision
-    )
-    print(f"weights: {settings.describe(weights.description)}", file=sys.stderr)
-    tracker = Tracker.from_settings(
-        weights.params,
-        weights.config,
-        settings,
-        max_points_per_batch=args.max_points_per_batch,
-        progress=not args.quiet,
-    )
-    result = tracker.track(
-        source,
+    options = collection.TrackOptions(
+        selection=FrameSelection(args.start, args.stop, args.step),
+        fps=args.fps,
         queries=queries,
-        grid_size=None if queries is not None else args.grid,
+        labels=labels,
+        grid_size=args.grid,
         grid_query_frame=args.query_frame,
         backward=not args.no_backward,
-        labels=labels,
+        viz_format=None if args.no_viz else args.viz_format,
+        trail=args.trail,
     )
-    stem = Path(args.video).stem
-    names = output_names(stem)
-    with StagedOutputs(args.out, replaces=names.values()) as out:
-        save_npz(out.path(names["npz"]), result)
-        save_csv(out.path(names["csv"]), result)
-        if not args.no_viz:
-            from pips_jax.viz import save_visualization
+    job = runtime.current_job()
+    plan = collection.plan_work(
+        videos, args.out, options, share=share, overwrite=args.overwrite, job=job
+    )
+    make_tracker = None
+    if plan.has_work:
+        weights = load_weights(args.checkpoint)
+        settings = InferenceSettings.resolve(
+            weights.card,
+            iters=args.iters,
+            video_resolution=args.resolution,
+            precision=args.precision,
+        )
+        print(f"weights: {settings.describe(weights.description)}", file=sys.stderr)
 
-            fps = source.fps / selection.step if source.fps else UNKNOWN_FPS_VIZ
-            frames = source.frames()
-            try:  # the decoder is closed at once when interrupted
-                save_visualization(
-                    out.path(names[args.viz_format]),
-                    frames,
-                    result.tracks,
-                    result.visibility,
-                    fps=fps,
-                    trail=args.trail,
-                    frame_labels=[f"frame {i}" for i in result.frame_indices],
-                )
-            finally:
-                frames.close()
-    (h, w), (rh, rw) = result.size, result.resolution
-    print(
-        f"tracked {result.num_points} points through {result.num_frames} frames "
-        f"(input {h}x{w}, working resolution {rh}x{rw}, HxW) "
-        f"in {time.perf_counter() - t0:.1f} s -> {', '.join(str(p) for p in out.written)}"
-    )
-    return 0
+        def make_tracker(mesh: Any) -> Tracker:
+            return Tracker.from_settings(
+                weights.params,
+                weights.config,
+                settings,
+                max_points_per_batch=args.max_points_per_batch,
+                progress=not args.quiet,
+                mesh=mesh,
+            )
+
+    def report(record: collection.Record) -> None:
+        written = ", ".join(record.written)
+        if record.status == "failed":
+            print(f"pips-jax track: failed: {record.video}: {record.message}", file=sys.stderr)
+        elif record.status == "skipped" and plan.single:
+            print(
+                f"skipped {record.video}: its outputs are all in {args.out} "
+                "(--overwrite tracks it again)"
+            )
+        elif record.status == "done" and plan.single:
+            took = record.describe(seconds=time.perf_counter() - t0)
+            print(f"tracked {took} {job.describe()} -> {written}")
+        elif record.status == "done":
+            print(f"tracked {record.video}: {record.describe()} -> {written}")
+
+    summary = collection.track_videos(plan, make_tracker, progress=not args.quiet, on_record=report)
+    if job.is_main and (not plan.single or not plan.tasks):
+        n = len(videos)
+        where = f"share {share[0]}/{share[1]} of {n} video{'s' if n != 1 else ''}: "
+        print(f"{where if share[1] > 1 else ''}{summary.describe(job.describe())} -> {args.out}")
+    return 1 if summary.failed else 0
