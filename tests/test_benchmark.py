@@ -89,3 +89,17 @@ def test_benchmark_command_writes_the_promised_keys(tmp_path, monkeypatch):
     ):
         assert key in data
     assert data["backend"] == "cpu" and data["forward_s_min"] > 0 and data["peak_memory_bytes"] > 0
+
+
+def test_faster_precisions_report_their_distance_from_full_float32():
+    from pips_jax.benchmark import ForwardCase, measure_forward
+    from small_model import SMALL
+
+    small = dict(num_points=8, height=64, width=64, iters=2, runs=1)
+    exact = measure_forward(ForwardCase(**small), SMALL)
+    assert "deviation_px_max" not in exact  # float32 is the reference
+    # On a CPU XLA's default matrix products are already full float32: no distance.
+    default = measure_forward(ForwardCase(**small, precision="default"), SMALL)
+    assert default["deviation_px_max"] == 0.0 and default["deviation_px_mean"] == 0.0
+    rounded = measure_forward(ForwardCase(**small, precision="bfloat16"), SMALL)
+    assert 0 < rounded["deviation_px_mean"] <= rounded["deviation_px_max"] < 64

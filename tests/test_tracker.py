@@ -372,3 +372,25 @@ def test_shipped_weights_on_a_pan_out_of_the_frame():
     np.testing.assert_array_equal(
         res.visibility, (res.confidence > 0.5) & ~off | (np.arange(t_count) == 0)
     )
+
+
+def test_float32_means_full_float32_products_on_every_backend(params):
+    """XLA's default matrix products round float32 inputs on GPUs and TPUs; a float32
+    tracker asks for full precision in every product and convolution of its programs
+    (bfloat16 keeps the default)."""
+    s, h, w, c, n = SMALL.S, H // SMALL.stride, W // SMALL.stride, SMALL.latent_dim, 16
+    shapes = (
+        jax.ShapeDtypeStruct((s, h, w, c), jnp.float32),
+        jax.ShapeDtypeStruct((n, 2), jnp.float32),
+        jax.ShapeDtypeStruct((n, c), jnp.float32),
+    )
+
+    def precisions(dtype: str) -> str:
+        tracker = Tracker(params, SMALL, resolution=(H, W), iters=1, compute_dtype=dtype)
+        text = tracker._window.lower(tracker.params, *shapes).as_text()
+        return text
+
+    exact = precisions("float32")
+    products = exact.count("stablehlo.dot_general")
+    assert products > 0 and exact.count("HIGHEST") == 2 * products  # both operands
+    assert "HIGHEST" not in precisions("bfloat16")

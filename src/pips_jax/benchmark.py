@@ -125,16 +125,39 @@ class ForwardCase:
     width: int = 640
     iters: int = 6
     runs: int = 5
-    precision: str = "float32"  # or "bfloat16"
+    #: "float32" (full float32 products: exact, what ``--precision float32`` runs),
+    #: "default" (float32 with XLA's default matrix-product precision, which rounds
+    #: inputs on GPUs and TPUs) or "bfloat16".
+    precision: str = "float32"
+
+
+#: The :attr:`ForwardCase.precision` values.
+FORWARD_PRECISIONS = ("float32", "default", "bfloat16")
+
+
+def _compiled_forward(model, params, frames, xys, iters: int, exact: bool):
+    import contextlib
+
+    import jax
+
+    forward = jax.jit(model.forward, static_argnames="iters")
+    with jax.default_matmul_precision("highest") if exact else contextlib.nullcontext():
+        return forward.lower(params, frames, xys, iters=iters).compile()
 
 
 def measure_forward(case: ForwardCase, config: ModelConfig | None = None) -> dict[str, Any]:
-    """Compile time, steady-state time (min/median of ``runs`` after a warm-up), memory."""
+    """Compile time, steady-state time (min/median of ``runs`` after a warm-up), memory;
+    for a precision other than ``"float32"``, also how far its tracks are from the
+    ``"float32"`` ones (pixels, max and mean over points and frames)."""
     import jax
     import jax.numpy as jnp
 
     from pips_jax.model.pips import Pips
 
+    if case.precision not in FORWARD_PRECISIONS:
+        raise ValueError(
+            f"precision: expected one of {FORWARD_PRECISIONS}, found {case.precision!r}"
+        )
     config = config or ModelConfig()
     model = Pips(
         config, compute_dtype=jnp.bfloat16 if case.precision == "bfloat16" else jnp.float32
@@ -146,11 +169,21 @@ def measure_forward(case: ForwardCase, config: ModelConfig | None = None) -> dic
     )
     xys = rng.uniform([0, 0], [case.width - 1, case.height - 1], (1, case.num_points, 2))
     xys = jnp.asarray(xys.astype(np.float32))
-    forward = jax.jit(model.forward, static_argnames="iters")
     t0 = time.perf_counter()
-    compiled = forward.lower(params, frames, xys, iters=case.iters).compile()
+    compiled = _compiled_forward(
+        model, params, frames, xys, case.iters, exact=case.precision == "float32"
+    )
     compile_s = time.perf_counter() - t0
-    jax.block_until_ready(compiled(params, frames, xys))  # warm-up
+    out = jax.block_until_ready(compiled(params, frames, xys))  # warm-up
+    deviation = {}
+    if case.precision != "float32":
+        exact = _compiled_forward(Pips(config), params, frames, xys, case.iters, exact=True)
+        gap = np.linalg.norm(
+            np.asarray(out.coords[-1], np.float64)
+            - np.asarray(exact(params, frames, xys).coords[-1], np.float64),
+            axis=-1,
+        )
+        deviation = {"deviation_px_max": float(gap.max()), "deviation_px_mean": float(gap.mean())}
     times = []
     for _ in range(case.runs):
         t0 = time.perf_counter()
@@ -168,6 +201,7 @@ def measure_forward(case: ForwardCase, config: ModelConfig | None = None) -> dic
         "flops": flops,
         "gflops_per_s": flops / t_min / 1e9,
         "points_frames_per_s": case.num_points * config.S / t_min,
+        **deviation,
     }
 
 
@@ -221,34 +255,184 @@ def measure_video(case: VideoCase, config: ModelConfig | None = None) -> dict[st
     }
 
 
-def _in_subprocess(kind: str, case: Any, timeout: float | None) -> dict[str, Any]:
-    """Runs one measurement in a fresh interpreter and returns its JSON result."""
-    payload = json.dumps({"kind": kind, "case": dataclasses.asdict(case)})
-    cmd = [
+@dataclasses.dataclass(frozen=True)
+class ScalingCase:
+    """Tracking (``task="track"``: a ``num_frames``-frame ``height x width`` video, N
+    points on frame 0) or training (``task="train"``: the shipped small model's size,
+    batch ``batch_size`` of 128x128 crops) on ``devices`` devices in each of
+    ``processes`` processes (joined on 127.0.0.1). On CPU the devices are forced
+    (``--xla_force_host_platform_device_count``) and share the machine's cores."""
+
+    task: str = "track"
+    devices: int = 1
+    processes: int = 1
+    num_frames: int = 24
+    num_points: int = 512
+    height: int = 256
+    width: int = 256
+    iters: int = 6
+    batch_size: int = 4
+    train_steps: int = 6
+
+
+def measure_scaling(case: ScalingCase, out_dir: str | None = None) -> dict[str, Any]:
+    """Points x frames / s of the tracker (after a warm-up that compiles every shape),
+    or optimizer steps / s of training (over the logged steps after the first, which
+    compiles), on every device of this job (the first ``case.devices`` of one process)."""
+    import jax
+
+    from pips_jax import runtime
+
+    if case.task == "train":
+        return {**dataclasses.asdict(case), **_train_speed(case, out_dir)}
+    from pips_jax.model.pips import Pips
+    from pips_jax.tracker import Tracker
+
+    config = ModelConfig()
+    params = Pips(config).init(jax.random.key(0))
+    vis = dict(params["vis_predictor"])  # every point visible: see the module doc
+    vis["bias"] = jax.numpy.full_like(vis["bias"], 20.0)
+    params = {**params, "vis_predictor": vis}
+    if case.processes > 1:
+        mesh = runtime.global_mesh("points")
+    else:
+        mesh = jax.sharding.Mesh(np.asarray(jax.devices()[: case.devices]), ("points",))
+    rng = np.random.default_rng(0)
+    video = rng.integers(0, 256, (case.num_frames, case.height, case.width, 3), dtype=np.uint8)
+    q = np.zeros((case.num_points, 3), np.float32)
+    q[:, 1:] = rng.uniform([0, 0], [case.width - 1, case.height - 1], (case.num_points, 2))
+    tracker = Tracker(
+        params, config, resolution=(case.height, case.width), iters=case.iters, mesh=mesh
+    )
+    tracker.track(video[: config.S + 2], queries=q)  # warm-up: every shape compiles
+    t0 = time.perf_counter()
+    tracker.track(video, queries=q)
+    seconds = time.perf_counter() - t0
+    return {
+        **dataclasses.asdict(case),
+        "device_count": tracker.device_count,
+        "seconds": seconds,
+        "points_frames_per_s": case.num_points * case.num_frames / seconds,
+    }
+
+
+def _train_speed(case: ScalingCase, out_dir: str | None) -> dict[str, Any]:
+    import tempfile
+
+    import jax
+
+    from pips_jax.training import TrainConfig, train
+    from pips_jax.training.log import read_records
+
+    small = ModelConfig(
+        latent_dim=64, encoder_dims=(32, 48, 64, 64), encoder_stem_dim=32, mixer_dim=256,
+        mixer_depth=6,
+    )  # fmt: skip
+    config = TrainConfig(
+        model=small,
+        batch_size=case.batch_size,
+        num_points=64,
+        crop=(128, 128),
+        num_steps=case.train_steps,
+        eval_every=0,
+        log_every=1,
+        checkpoint_every=case.train_steps,
+    )
+    with tempfile.TemporaryDirectory(prefix="pips-jax-bench-") as tmp:
+        out = out_dir or tmp
+        train(config, f"{out}/run", progress=False, workers=0)
+        if jax.process_index() != 0:
+            return {}
+        rows = [r for r in read_records(f"{out}/run/metrics.jsonl") if r["type"] == "train"]
+    first, last = rows[0], rows[-1]
+    return {
+        "device_count": jax.device_count(),
+        "steps_per_s": (last["step"] - first["step"]) / (last["elapsed"] - first["elapsed"]),
+    }
+
+
+def _child_command(payload: dict[str, Any]) -> list[str]:
+    return [
         sys.executable,
         "-c",
         "import sys; from pips_jax.benchmark import run_child; run_child(sys.argv[1])",
-        payload,
+        json.dumps(payload),
     ]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {**dataclasses.asdict(case), "error": f"timed out after {timeout:.0f} s"}
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return {**dataclasses.asdict(case), "error": tail}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _in_subprocess(kind: str, case: Any, timeout: float | None) -> dict[str, Any]:
+    """Runs one measurement in a fresh interpreter (for a :class:`ScalingCase`, one per
+    process, joined on 127.0.0.1) and returns process 0's JSON result."""
+    fields = dataclasses.asdict(case)
+    env = dict(os.environ)
+    processes = 1
+    if isinstance(case, ScalingCase):
+        processes = case.processes
+        env["XLA_FLAGS"] = " ".join(
+            [env.get("XLA_FLAGS", ""), f"--xla_force_host_platform_device_count={case.devices}"]
+        ).strip()
+    port = _free_port() if processes > 1 else None
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="pips-jax-bench-") as shared:
+        procs = [
+            subprocess.Popen(
+                _child_command(
+                    {
+                        "kind": kind,
+                        "case": fields,
+                        "job": None if port is None else [f"127.0.0.1:{port}", processes, i],
+                        "out_dir": shared,
+                    }
+                ),
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for i in range(processes)
+        ]
+        try:
+            outputs = [p.communicate(timeout=timeout) for p in procs]
+        except subprocess.TimeoutExpired:
+            return {**fields, "error": f"timed out after {timeout:.0f} s"}
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.communicate()
+    for p, (_, err) in zip(procs, outputs, strict=True):
+        if p.returncode != 0:
+            tail = (err.strip().splitlines() or ["no output"])[-1]
+            return {**fields, "error": tail}
+    return json.loads(outputs[0][0].strip().splitlines()[-1])
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def run_child(payload: str) -> None:
     """The measurement a fresh interpreter makes for :func:`_in_subprocess`: ``payload``
-    is JSON ``{"kind": "forward" or "video", "case": <the case's fields>}``; prints the
-    result as one JSON line."""
+    is JSON ``{"kind": "forward", "video" or "scaling", "case": <the case's fields>,
+    "job": None or [address, processes, process id], "out_dir": a folder the processes
+    share}``; prints the result as one JSON line."""
     spec = json.loads(payload)
+    if spec.get("job"):
+        from pips_jax import runtime
+
+        address, processes, process_id = spec["job"]
+        runtime.join(runtime.JobOptions(address, processes, process_id))
     if spec["kind"] == "forward":
         result = measure_forward(ForwardCase(**spec["case"]))
-    else:
+    elif spec["kind"] == "video":
         result = measure_video(VideoCase(**spec["case"]))
+    else:
+        result = measure_scaling(ScalingCase(**spec["case"]), spec.get("out_dir"))
     print(json.dumps(result))
 
 
@@ -256,18 +440,41 @@ def run_child(payload: str) -> None:
 REFERENCE = ForwardCase()
 
 
+#: The suites of :func:`suite`.
+CONFIGS = ("reference", "sweep", "video", "all", "scaling")
+
+
+def scaling_suite(max_devices: int = 4) -> list[tuple[str, Any]]:
+    """Tracking and training on 1, 2, ... ``max_devices`` devices of one process and on
+    2 processes of one device each."""
+    cases: list[tuple[str, Any]] = []
+    for task in ("track", "train"):
+        d = 1
+        while d <= max_devices:
+            cases.append(("scaling", ScalingCase(task=task, devices=d)))
+            d *= 2
+        cases.append(("scaling", ScalingCase(task=task, devices=1, processes=2)))
+    return cases
+
+
 def suite(config: str = "all", runs: int = 5) -> list[tuple[str, Any]]:
     """The cases of a suite: ``reference``, ``sweep`` (reference + bfloat16 +
-    resolution and N sweeps), ``video`` (whole-video tracking) or ``all``; cheap cases
-    first so a partial run still reports the most."""
-    if config not in ("reference", "sweep", "video", "all"):
+    resolution and N sweeps), ``video`` (whole-video tracking), ``all`` (those three)
+    or ``scaling`` (:func:`scaling_suite`); cheap cases first so a partial run still
+    reports the most."""
+    if config not in CONFIGS:
         raise ValueError(
-            f"unknown benchmark config {config!r}; expected reference, sweep, video or all"
+            f"unknown benchmark config {config!r}; expected one of {', '.join(CONFIGS)}"
         )
+    if config == "scaling":
+        return scaling_suite()
     few = max(2, runs // 2)
     cases: list[tuple[str, Any]] = [("forward", dataclasses.replace(REFERENCE, runs=runs))]
     if config in ("sweep", "all"):
-        cases.append(("forward", dataclasses.replace(REFERENCE, runs=runs, precision="bfloat16")))
+        for precision in FORWARD_PRECISIONS[1:]:
+            cases.append(
+                ("forward", dataclasses.replace(REFERENCE, runs=runs, precision=precision))
+            )
         for h, w in ((256, 256), (512, 896)):
             cases.append(("forward", ForwardCase(height=h, width=w, runs=runs)))
         for n in (1024, 4096):
@@ -302,8 +509,8 @@ def format_table(report: dict[str, Any]) -> str:
         f"machine: {m['cpu']} ({m['cpu_count']} cores), backend {m['backend']} ({m['device']}), "
         f"JAX {m['jax_version']}",
         "",
-        "| N | frames | resolution | precision | compile s | forward s (min / median) | peak memory | GFLOP/s | points x frames / s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| N | frames | resolution | precision | compile s | forward s (min / median) | peak memory | GFLOP/s | points x frames / s | from float32, px (max / mean) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["results"]:
         if r["kind"] != "forward":
@@ -311,13 +518,18 @@ def format_table(report: dict[str, Any]) -> str:
         res = f"{r['height']}x{r['width']}"
         if "error" in r:
             lines.append(
-                f"| {r['num_points']} | 8 | {res} | {r['precision']} | error: {r['error']} | | | | |"
+                f"| {r['num_points']} | 8 | {res} | {r['precision']} | error: {r['error']} | | | | | |"
             )
             continue
         lines.append(
             f"| {r['num_points']} | 8 | {res} | {r['precision']} | {r['compile_s']:.1f} | "
             f"{r['forward_s_min']:.3f} / {r['forward_s_median']:.3f} | {r['peak_memory_bytes'] / 2**30:.2f} GiB | "
-            f"{r['gflops_per_s']:.0f} | {r['points_frames_per_s']:.0f} |"
+            f"{r['gflops_per_s']:.0f} | {r['points_frames_per_s']:.0f} | "
+            + (
+                f"{r['deviation_px_max']:.3g} / {r['deviation_px_mean']:.3g} |"
+                if "deviation_px_max" in r
+                else "|"
+            )
         )
     video = [r for r in report["results"] if r["kind"] == "video"]
     if video:
@@ -335,6 +547,30 @@ def format_table(report: dict[str, Any]) -> str:
                 f"| {what} | {r['num_points']} | {r['seconds']:.1f} | {r['frames_per_s']:.2f} | "
                 f"{r['points_frames_per_s']:.0f} | {r['peak_memory_bytes'] / 2**30:.2f} GiB |"
             )
+    scaling = [r for r in report["results"] if r["kind"] == "scaling"]
+    if scaling:
+        lines += [
+            "",
+            "| scaling | processes | devices in all | track: points x frames / s | train: steps / s |",
+            "|---|---|---|---|---|",
+        ]
+        for r in scaling:
+            what = (
+                f"track {r['num_frames']} frames {r['height']}x{r['width']}, {r['num_points']} points"
+                if r["task"] == "track"
+                else f"train small model, batch {r['batch_size']} of 128x128"
+            )
+            devices = r["devices"] * r["processes"]
+            if "error" in r:
+                lines.append(f"| {what} | {r['processes']} | {devices} | error: {r['error']} | |")
+            elif r["task"] == "track":
+                lines.append(
+                    f"| {what} | {r['processes']} | {devices} | {r['points_frames_per_s']:.0f} | |"
+                )
+            else:
+                lines.append(
+                    f"| {what} | {r['processes']} | {devices} | | {r['steps_per_s']:.3f} |"
+                )
     return "\n".join(lines)
 
 

@@ -676,7 +676,23 @@ class Tracker:
     def _sharded(self, fn: Any, in_specs: tuple[P, ...], out_specs: P) -> Any:
         """``fn`` run by each device on its slices of the arguments (split along the
         mesh axis where the spec names it, whole where it is ``P()``)."""
-        return jax.shard_map(fn, mesh=self.mesh, in_specs=in_specs, out_specs=out_specs)
+        return jax.shard_map(
+            self._in_precision(fn), mesh=self.mesh, in_specs=in_specs, out_specs=out_specs
+        )
+
+    def _in_precision(self, fn: Any) -> Any:
+        """``fn`` traced with full float32 matrix products and convolutions when the
+        tracker computes in float32: XLA's default on GPUs and TPUs rounds their inputs
+        (TF32, bfloat16 passes), and ``"float32"`` means exact. A no-op on CPUs, whose
+        default is already full float32; bfloat16 keeps the default."""
+        if self.model.compute_dtype != jnp.float32:
+            return fn
+
+        def exact(*args: Any) -> Any:
+            with jax.default_matmul_precision("highest"):
+                return fn(*args)
+
+        return exact
 
     def _encode_sharded(
         self, params: Params, frames: jax.Array, resolution: tuple[int, int]

@@ -20,9 +20,12 @@ def add_parser(sub) -> None:
     )
     p.add_argument(
         "--config",
-        choices=("reference", "sweep", "video", "all"),
+        choices=("reference", "sweep", "video", "all", "scaling"),
         default="reference",
-        help="which cases (default %(default)s)",
+        help=(
+            "which cases (default %(default)s; scaling: tracking and training on 1, 2, 4 "
+            "devices and on 2 processes)"
+        ),
     )
     p.add_argument(
         "--runs", type=int, default=5, help="timed runs after warm-up (default %(default)s)"
@@ -58,9 +61,19 @@ def run(args: argparse.Namespace) -> int:
                 f"{r['forward_s_min']:.3f} s (compile {r['compile_s']:.1f} s)",
                 file=sys.stderr,
             )
-        else:
+        elif r["kind"] == "video":
             print(
                 f"  video {r['num_frames']} frames, N={r['num_points']}: {r['seconds']:.1f} s",
+                file=sys.stderr,
+            )
+        else:
+            speed = (
+                f"{r['points_frames_per_s']:.0f} points x frames / s"
+                if r["task"] == "track"
+                else f"{r['steps_per_s']:.3f} steps / s"
+            )
+            print(
+                f"  {r['task']} on {r['processes']} process(es) x {r['devices']} device(s): {speed}",
                 file=sys.stderr,
             )
         write(report)  # after every case, so an interrupted run keeps what it measured

@@ -15,7 +15,13 @@ import argparse
 import dataclasses
 from typing import Any
 
-from pips_jax.cli.args import add_config_flag, float_text, resolution_text
+from pips_jax.cli.args import (
+    add_compile_cache_arg,
+    add_config_flag,
+    add_job_args,
+    float_text,
+    resolution_text,
+)
 from pips_jax.config import Flag, ModelConfig, field_flags
 from pips_jax.training.config import TrainConfig
 
@@ -95,6 +101,8 @@ def add_parser(sub) -> None:
     groups = {name: p.add_argument_group(title) for name, title in GROUPS.items()}
     for dest, field, flag in _config_flags():
         add_config_flag(groups[flag.group], field, flag, dest)
+    add_compile_cache_arg(p)
+    add_job_args(p)
     p.set_defaults(func=run)
 
 
