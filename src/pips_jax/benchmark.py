@@ -444,16 +444,17 @@ REFERENCE = ForwardCase()
 CONFIGS = ("reference", "sweep", "video", "all", "scaling")
 
 
-def scaling_suite(max_devices: int = 4) -> list[tuple[str, Any]]:
-    """Tracking and training on 1, 2, ... ``max_devices`` devices of one process and on
-    2 processes of one device each."""
+def scaling_suite(max_devices: int = 4, processes: bool = True) -> list[tuple[str, Any]]:
+    """Tracking and training on 1, 2, 4, ... ``max_devices`` devices of one process and
+    (``processes``) on 2 processes of one device each."""
     cases: list[tuple[str, Any]] = []
     for task in ("track", "train"):
         d = 1
         while d <= max_devices:
             cases.append(("scaling", ScalingCase(task=task, devices=d)))
             d *= 2
-        cases.append(("scaling", ScalingCase(task=task, devices=1, processes=2)))
+        if processes:
+            cases.append(("scaling", ScalingCase(task=task, devices=1, processes=2)))
     return cases
 
 
@@ -467,7 +468,13 @@ def suite(config: str = "all", runs: int = 5) -> list[tuple[str, Any]]:
             f"unknown benchmark config {config!r}; expected one of {', '.join(CONFIGS)}"
         )
     if config == "scaling":
-        return scaling_suite()
+        import jax
+
+        if jax.default_backend() == "cpu":  # forced devices, sharing the cores
+            return scaling_suite(4)
+        # the machine's accelerators, in one process (two processes on one machine
+        # would each need their own devices)
+        return scaling_suite(jax.device_count(), processes=False)
     few = max(2, runs // 2)
     cases: list[tuple[str, Any]] = [("forward", dataclasses.replace(REFERENCE, runs=runs))]
     if config in ("sweep", "all"):

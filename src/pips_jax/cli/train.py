@@ -116,6 +116,7 @@ def _given(args: argparse.Namespace, prefix: str) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pips_jax.runtime import current_job
     from pips_jax.training import train
     from pips_jax.training.loop import resolve_train_config
 
@@ -134,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         workers=args.workers,
     )
+    if not current_job().is_main:  # process 0 reports the job's run
+        return 0
     loss = summary["loss"]
     print(
         f"trained to step {summary['step']} of {summary['num_steps']} "

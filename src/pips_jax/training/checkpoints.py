@@ -7,6 +7,14 @@ time so far). Orbax writes each checkpoint into ``<step>.orbax-checkpoint-tmp`` 
 renames it when complete, so a crash while saving leaves the previous checkpoints as
 they were; the unfinished folder is never read, and is removed when the run is next
 opened for writing (a resume).
+
+**A job of many processes** (:mod:`pips_jax.runtime`) shares one run folder (the same
+path on a file system every process sees). A :class:`RunCheckpoints` opened for
+writing is the job's: every process opens it, saves and restores at the same points
+(orbax synchronises them); the state is replicated, so process 0 writes the arrays
+and each process restores them onto its own devices. One opened ``read_only`` is this
+process's alone: it waits on no other process, so any process may read a run by
+itself.
 """
 
 from __future__ import annotations
@@ -48,11 +56,18 @@ class RunCheckpoints:
         if read_only and not self.directory.is_dir():
             return
         # Reading uses a plain manager that neither creates nor cleans up (orbax's
-        # read_only mode logs warnings on every open).
+        # read_only mode logs warnings on every open), of this process alone (no
+        # barrier with the other processes of a job); writing, one of every process.
+        me = jax.process_index()
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep,
             create=not read_only,
             cleanup_tmp_directories=not read_only,
+            multiprocessing_options=ocp.options.MultiprocessingOptions(
+                primary_host=me, active_processes={me}
+            )
+            if read_only
+            else ocp.options.MultiprocessingOptions(),
         )
         self._manager = ocp.CheckpointManager(
             self.directory, options=options, item_names=("state", "meta")
@@ -66,11 +81,16 @@ class RunCheckpoints:
         return [] if self._manager is None else list(self._manager.all_steps())
 
     def save(self, state: TrainState, meta: dict[str, Any]) -> int:
-        """Starts saving ``state`` (in the background) under its step; returns the step."""
+        """Starts saving ``state`` (in the background) under its step; returns the step.
+
+        In a job, every process calls it with the same (replicated) state; process 0
+        writes it.
+        """
         if self._manager is None or self.read_only:
             raise CheckpointError(f"{self.directory}: opened read-only, cannot save")
         # A host copy: the training step donates the device buffers right after this
-        # returns, while orbax may still be writing in the background.
+        # returns, while orbax may still be writing in the background. (A replicated
+        # array of a job is copied from this process's own devices.)
         host = jax.device_get(state._asdict())
         step = int(host["step"])
         self._manager.save(
@@ -98,22 +118,31 @@ class RunCheckpoints:
         self,
         cfg: TrainConfig,
         step: int | None = None,
-        sharding: jax.sharding.Sharding | None = None,
+        sharding: jax.sharding.Sharding | TrainState | None = None,
     ) -> tuple[TrainState, dict[str, Any]]:
         """Restores checkpoint ``step`` (default: latest) of a run of ``cfg``.
 
         Args:
-            sharding: where the arrays go (default: the first device).
+            sharding: where the arrays go: one sharding for every leaf, or a
+                :class:`TrainState` of shardings
+                (:func:`~pips_jax.training.trainer.state_shardings`); default this
+                process's first device. A sharding over several processes' devices
+                needs every process to restore.
 
         Returns:
             ``(state, meta)``.
         """
         step = self.resolve_step(step)
         assert self._manager is not None
-        sharding = sharding or jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        shapes = abstract_state(cfg)
+        if sharding is None:
+            sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        if isinstance(sharding, jax.sharding.Sharding):
+            sharding = jax.tree_util.tree_map(lambda _: sharding, shapes)
         target = jax.tree_util.tree_map(
-            lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
-            abstract_state(cfg)._asdict(),
+            lambda s, where: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=where),
+            shapes._asdict(),
+            sharding._asdict(),
         )
         restored = self._manager.restore(
             step,

@@ -265,12 +265,18 @@ class TrainConfig:
         """Steps of the linear warm-up (at least 1)."""
         return max(1, round(self.warmup_fraction * self.num_steps))
 
-    def validate(self, num_devices: int) -> None:
-        """Checks what depends on the machine: the batch must split over the devices."""
+    def validate(self, num_devices: int, num_processes: int = 1) -> None:
+        """Checks what depends on the machine: the batch must split over the devices.
+
+        Args:
+            num_devices: devices of every process of the job (``jax.device_count()``).
+            num_processes: processes of the job (named in the message when > 1).
+        """
         if self.batch_size % num_devices:
+            where = f" of {num_processes} processes" if num_processes > 1 else ""
             raise InputError(
-                f"TrainConfig.batch_size: expected a multiple of the {num_devices} devices, "
-                f"found {self.batch_size}"
+                f"TrainConfig.batch_size: expected a multiple of the {num_devices} devices"
+                f"{where}, found {self.batch_size}"
             )
 
     # ----------------------------------------------------------- serialisation

@@ -17,7 +17,8 @@ data marks every position valid, but there a track out of the image is not measu
 
 Clip ``index`` of training step ``step`` depends only on ``(seed, step, index)``
 (``numpy.random.SeedSequence(seed, spawn_key=(step, index))``), so batch ``k`` is the
-same whatever the number of workers and whether the run was resumed.
+same whatever the number of workers and whether the run was resumed, and the processes
+of a job can each make only their own clips of it.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import dataclasses
 import multiprocessing
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 
 import numpy as np
@@ -163,9 +164,18 @@ def make_clip(spec: ClipSpec, seed: int, step: int, index: int) -> dict[str, np.
     }
 
 
-def make_batch(spec: ClipSpec, seed: int, step: int, batch_size: int) -> dict[str, np.ndarray]:
-    """Batch ``step``: clips ``0 .. batch_size - 1`` stacked along a new first axis."""
-    return stack([make_clip(spec, seed, step, i) for i in range(batch_size)])
+def make_batch(
+    spec: ClipSpec,
+    seed: int,
+    step: int,
+    batch_size: int,
+    indices: Sequence[int] | None = None,
+) -> dict[str, np.ndarray]:
+    """Batch ``step``: clips ``0 .. batch_size - 1`` stacked along a new first axis, or
+    only the clips ``indices`` of it (a process's share of a global batch), in that
+    order."""
+    rows = range(batch_size) if indices is None else indices
+    return stack([make_clip(spec, seed, step, i) for i in rows])
 
 
 def stack(clips: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -189,6 +199,9 @@ class BatchLoader:
     __name__ == "__main__":``) makes the clips of the next ``prefetch`` batches.
     Use as a context manager, or call :meth:`close`.
 
+    ``indices``: make only these clips of each batch (a process's rows of the global
+    batch of ``batch_size``; default all of them).
+
     Yields ``(step, batch)`` with ``batch`` as :func:`make_batch`.
     """
 
@@ -201,9 +214,11 @@ class BatchLoader:
         stop: int | None = None,
         workers: int = 0,
         prefetch: int | None = None,
+        indices: Sequence[int] | None = None,
     ) -> None:
         self.spec = spec
         self.batch_size = int(batch_size)
+        self.indices = list(range(self.batch_size) if indices is None else indices)
         self.seed = int(seed)
         self.next_step = int(start)
         self.stop = stop
@@ -225,8 +240,7 @@ class BatchLoader:
         ):
             step = self._submitted
             futures = [
-                self._pool.submit(make_clip, self.spec, self.seed, step, i)
-                for i in range(self.batch_size)
+                self._pool.submit(make_clip, self.spec, self.seed, step, i) for i in self.indices
             ]
             self._queue.append((step, futures))
             self._submitted += 1
@@ -239,7 +253,7 @@ class BatchLoader:
             raise StopIteration
         step = self.next_step
         if self._pool is None:
-            batch = make_batch(self.spec, self.seed, step, self.batch_size)
+            batch = make_batch(self.spec, self.seed, step, self.batch_size, self.indices)
         else:
             self._fill()
             queued, futures = self._queue.popleft()

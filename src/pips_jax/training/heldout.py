@@ -7,6 +7,13 @@ whole-video :class:`~pips_jax.tracker.Tracker` and are scored with the TAP-Vid m
 by :func:`pips_jax.evaluation.runner.evaluate` (``query_mode='first'``, metrics at
 256x256), exactly as ``pips-jax eval --format synthetic`` does, beside the zero-motion
 baseline.
+
+In a job of many processes every process evaluates at the same step: each tracks its
+share of the clips (every ``P``-th, :func:`~pips_jax.evaluation.runner.evaluate`'s
+``share``) on its own devices and the per-clip results are gathered, so every process
+gets the scores one process would compute. No process waits idle at a collective for
+another's whole evaluation (a long wait could outlast the collectives' timeout), and
+none waits on a collective the others never reach.
 """
 
 from __future__ import annotations
@@ -52,13 +59,18 @@ class HeldOutSet:
     def evaluate(self, params: Params) -> dict[str, Any]:
         """TAP-Vid metrics of ``params`` on the set, and the zero-motion baseline's.
 
+        In a job, every process must call it at the same point (see the module
+        docstring).
+
         Returns:
             ``{metric: value}`` for the model (fractions in [0, 1]; errors in pixels at
             256x256) plus ``zero_motion_<metric>``.
         """
         from pips_jax.tracker import Tracker
 
-        params = jax.device_put(params, jax.devices()[0])
+        # A host copy: the training state may live on every process's devices, the
+        # tracker runs on this process's own (its default mesh).
+        params = jax.device_get(params)
         if self._tracker is None:
             self._tracker = Tracker(
                 params, self.cfg.model, resolution=self.cfg.eval_size, iters=EVAL_ITERS
@@ -73,6 +85,7 @@ class HeldOutSet:
             fmt="synthetic",
             input_resolution=tuple(self.cfg.eval_size),
             weights="training",
+            share=(jax.process_index(), jax.process_count()),
         )
         out = {k: report.scores["pips"][k] for k in SUMMARY_METRICS}
         out.update({f"zero_motion_{k}": report.scores["zero_motion"][k] for k in SUMMARY_METRICS})

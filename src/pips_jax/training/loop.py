@@ -17,6 +17,27 @@ Which settings a run gets, new or resumed, is decided here: :func:`resolve_train
 Batch ``k`` and the update it makes depend only on the config and the state after
 step ``k``, which the checkpoints hold exactly, so a resumed run continues with the
 same data and the same losses as an uninterrupted one.
+
+**A job of many processes** (:func:`pips_jax.runtime.join` first; ``pips-jax train
+--coordinator-address ... --num-processes P --process-id I``) trains one run over the
+devices of every process: the global batch (``batch_size``, a multiple of all the
+devices) is split over them, each process makes only its own clips of it, and the
+losses are those of one process with as many devices. Every process is given the same
+settings and run folder (one path on a file system all of them see):
+
+* the run folder is checked by every process at once, after process 0 has created it;
+  they must all see the same (otherwise every process refuses, naming the first one
+  that differs), so all of them decide alike whether to start or resume;
+* every process saves and restores the checkpoints (orbax's multi-host checkpointing;
+  process 0 writes the replicated state), and ``resume`` works as in one process;
+* only process 0 writes ``config.json``, ``metrics.jsonl``, ``curves.png`` and
+  ``params.safetensors``, shows the progress bar and prints;
+* every process runs the held-out evaluation, each on its share of the clips
+  (:mod:`pips_jax.training.heldout`);
+* Ctrl-C in any process stops every process after the same step, with a checkpoint
+  (the processes agree on it after each step). An error in one process does not save
+  at exit (the others are not at the same point): the job ends and the latest
+  periodic checkpoint is the one to resume from.
 """
 
 from __future__ import annotations
@@ -32,11 +53,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import jax
 import numpy as np
 
+from pips_jax import runtime
 from pips_jax.checkpoint.store import save_params
 from pips_jax.errors import InputError, PipsError
 from pips_jax.files import atomic_write_bytes, make_output_dir
@@ -47,12 +69,14 @@ from pips_jax.training.log import MetricsLog, plot_curves
 from pips_jax.training.trainer import (
     METRIC_NAMES,
     TrainState,
+    abstract_state,
     init_state,
     make_mesh,
     make_train_step,
-    replicate,
-    replicated,
+    process_rows,
+    put_global,
     shard_batch,
+    state_shardings,
 )
 from pips_jax.training.trainer import init_params as initial_params
 
@@ -71,6 +95,8 @@ LOG_FILE = "metrics.jsonl"
 PLOT_FILE = "curves.png"
 PARAMS_FILE = "params.safetensors"
 PLOT_INTERVAL_S = 60.0
+
+T = TypeVar("T")
 
 
 def default_workers() -> int:
@@ -143,20 +169,26 @@ def resolve_train_config(
 
 class _DeferredInterrupt:
     """Turns the first Ctrl-C into a flag checked between steps (the second one stops
-    at once), so the state is never caught half-updated. Main thread only."""
+    at once), so the state is never caught half-updated. Main thread only.
 
-    def __init__(self) -> None:
+    Args:
+        announce: print that a checkpoint follows (process 0 of a job only).
+    """
+
+    def __init__(self, announce: bool = True) -> None:
         self.raised = False
+        self.announce = announce
         self._previous: Any = None
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.raised:
             raise KeyboardInterrupt
         self.raised = True
-        print(
-            "\npips-jax train: interrupted; saving a checkpoint after this step (Ctrl-C again to stop now)",
-            file=sys.stderr,
-        )
+        if self.announce:
+            print(
+                "\npips-jax train: interrupted; saving a checkpoint after this step (Ctrl-C again to stop now)",
+                file=sys.stderr,
+            )
 
     def __enter__(self) -> _DeferredInterrupt:
         if threading.current_thread() is threading.main_thread():
@@ -178,6 +210,74 @@ def _mean_record(pending: list[dict[str, Any]]) -> dict[str, float]:
         finite = column[np.isfinite(column)]
         out[name] = float(finite.mean()) if finite.size else float("nan")
     return out
+
+
+# ------------------------------------------------------------ across processes
+def _everywhere(job: runtime.Job, check: Callable[[], T]) -> T:
+    """``check()`` on every process of the job, failing on all of them at once: an
+    :class:`InputError` of any process is raised by every process (the first one's,
+    naming its process unless it is process 0). Returns this process's value."""
+    if job.process_count == 1:
+        return check()
+    value, error = None, None
+    try:
+        value = check()
+    except InputError as e:
+        error = str(e)
+    for i, found in enumerate(runtime.allgather_json(error)):
+        if found is not None:
+            raise InputError(found if i == 0 else f"process {i}: {found}")
+    return value  # type: ignore[return-value]
+
+
+def _same_everywhere(job: runtime.Job, value: dict[str, Any], where: Path) -> None:
+    """Refuses, on every process, a view of the run folder ``where`` (JSON) that
+    differs from process 0's."""
+    if job.process_count == 1:
+        return
+    every = runtime.allgather_json(value)
+    first = every[0]
+    for i, other in enumerate(every[1:], start=1):
+        key = next((k for k in sorted(first) if other.get(k) != first[k]), None)
+        if key is None:
+            continue
+        seen = (
+            "its stored config differs"
+            if key == "config"
+            else f"{key} {other.get(key)!r}, process 0 {first[key]!r}"
+        )
+        raise InputError(
+            f"process {i} sees another run folder {where} than process 0 ({seen}); "
+            "expected one folder that every process shares (the same path on a shared file system)"
+        )
+
+
+def _any_process(job: runtime.Job, flag: bool) -> bool:
+    """Whether ``flag`` is set in any process of the job (a collective: every process
+    calls it at the same point)."""
+    if job.process_count == 1:
+        return flag
+    from jax.experimental import multihost_utils
+
+    flags = multihost_utils.process_allgather(np.array([int(flag)], np.int32))
+    return bool(np.asarray(flags).any())
+
+
+def _look_at_run(out: Path) -> dict[str, Any]:
+    """What the run folder holds (JSON): whether it is a folder, the latest checkpoint's
+    step, its stored config (a dict) and the training time so far."""
+    found = RunCheckpoints(out, read_only=True)
+    try:
+        latest = found.latest_step()
+        meta = found.meta(latest) if latest is not None else {}
+    finally:
+        found.close()
+    return {
+        "folder": out.is_dir(),
+        "latest": latest,
+        "config": meta.get("config"),
+        "elapsed": float(meta.get("elapsed", 0.0)),
+    }
 
 
 def _usable(state: TrainState) -> bool:
@@ -208,8 +308,9 @@ def train(
         init: start a new run from these parameters (not the optimizer state): a
             converted ``.safetensors`` file, an original ``.pth`` or a run folder.
         progress: show a progress bar (tqdm, stderr).
-        workers: data worker processes (default :func:`default_workers`; 0 makes
-            the clips in this thread). The results do not depend on it.
+        workers: data worker processes (of each process of a job; default
+            :func:`default_workers`; 0 makes the clips in this thread). The results do
+            not depend on it.
         until_step: stop (with a checkpoint) after this many steps instead of
             ``num_steps``; the schedule still spans ``num_steps``, and ``resume``
             continues from there.
@@ -219,24 +320,34 @@ def train(
         A summary: ``step``, ``num_steps``, ``loss`` (last logged), ``last_record``,
         ``eval`` (last held-out record or None), ``checkpoint_step``, ``out_dir``,
         ``log``, ``plot``, ``params`` (exported file or None), ``elapsed`` and
-        ``steps_per_s``.
+        ``steps_per_s``. Every process of a job returns it (the same steps, losses
+        and scores); ``plot`` and ``params`` are None but on process 0, which wrote
+        them.
 
     Raises:
         InputError: before any compute, for a bad config, output folder, ``init`` of
             another model size, a run that already exists without ``resume``, or a
-            resume with changed settings. KeyboardInterrupt: after saving a checkpoint.
+            resume with changed settings; in a job, on every process at once, also
+            for a run folder the processes see differently or a batch that does not
+            split over every process's devices. KeyboardInterrupt: after saving a
+            checkpoint.
     """
     t_call = time.perf_counter()
-    out = make_output_dir(out_dir)
-    found = RunCheckpoints(out, read_only=True)
-    try:
-        latest = found.latest_step()
-        stored = found.config(latest) if latest is not None else None
-        elapsed_before = (
-            float(found.meta(latest).get("elapsed", 0.0)) if latest is not None else 0.0
-        )
-    finally:
-        found.close()
+    job = runtime.current_job()
+    main = job.is_main
+
+    def say(message: str) -> None:
+        if main:
+            print(f"pips-jax train: {message}", file=sys.stderr)
+
+    # Process 0 creates the folder; then every process looks at it (nothing is written
+    # until all of them have looked) and they must all see the same.
+    out = _everywhere(job, lambda: make_output_dir(out_dir) if main else Path(out_dir))
+    look = _everywhere(job, lambda: _look_at_run(out))
+    _same_everywhere(job, look, out)
+    latest = look["latest"]
+    stored = TrainConfig.from_dict(look["config"]) if latest is not None else None
+    elapsed_before = look["elapsed"]
     if latest is not None and not resume:
         raise InputError(
             f"output directory {out} already holds a training run (checkpoint at step {latest}); "
@@ -251,11 +362,10 @@ def train(
     else:
         cfg = config if config is not None else TrainConfig()
         if resume:
-            print(f"pips-jax train: no checkpoint in {out}, starting a new run", file=sys.stderr)
+            say(f"no checkpoint in {out}, starting a new run")
     if not isinstance(cfg, TrainConfig):
         raise InputError(f"config: expected a TrainConfig, found {type(cfg).__name__}")
-    devices = jax.devices()
-    cfg.validate(len(devices))
+    cfg.validate(job.device_count, job.process_count)
     stop = cfg.num_steps if until_step is None else int(until_step)
     if not 1 <= stop <= cfg.num_steps:
         raise InputError(f"until_step: expected 1..{cfg.num_steps}, found {until_step}")
@@ -264,23 +374,28 @@ def train(
         raise InputError(f"workers: expected >= 0 processes, found {workers}")
     init_params = None
     if init is not None:
-        init_params, source = load_init_params(init, cfg.model)
-        print(f"pips-jax train: starting from {source}", file=sys.stderr)
+        init_params, source = _everywhere(job, lambda: load_init_params(init, cfg.model))
+        say(f"starting from {source}")
 
     # Everything is checked; from here on, compute.
-    mesh = make_mesh(devices)
+    mesh = make_mesh(jax.devices())
     step_fn = make_train_step(cfg, mesh)
     checkpoints = RunCheckpoints(out, keep=cfg.keep_checkpoints)
+    log: MetricsLog | None = None
     try:
-        atomic_write_bytes(out / CONFIG_FILE, json.dumps(cfg.to_dict(), indent=2).encode())
+        shardings = state_shardings(abstract_state(cfg), mesh)
+        if main:
+            atomic_write_bytes(out / CONFIG_FILE, json.dumps(cfg.to_dict(), indent=2).encode())
         if latest is not None:
-            state, _ = checkpoints.restore(cfg, latest, replicated(mesh))
+            state, _ = checkpoints.restore(cfg, latest, shardings)
         else:
             if init_params is None:
                 init_params = initial_params(cfg.model, cfg.seed)
-            state = replicate(jax.jit(functools.partial(init_state, cfg))(init_params), mesh)
+            fresh = jax.jit(functools.partial(init_state, cfg))(init_params)
+            state = put_global(jax.device_get(fresh), shardings)
         start = int(jax.device_get(state.step))
-        log = MetricsLog(out / LOG_FILE, keep_until=start if latest is not None else None)
+        if main:
+            log = MetricsLog(out / LOG_FILE, keep_until=start if latest is not None else None)
         heldout = None
         if cfg.eval_every:
             from pips_jax.training.heldout import HeldOutSet
@@ -290,15 +405,17 @@ def train(
         checkpoints.close()
         raise
     key = jax.random.key(cfg.seed)
+    rows = process_rows(mesh, cfg.batch_size)
     loader = BatchLoader(
-        ClipSpec.from_config(cfg), cfg.batch_size, cfg.seed, start, max(stop, start), workers
-    )
+        ClipSpec.from_config(cfg), cfg.batch_size, cfg.seed, start, max(stop, start), workers,
+        indices=rows,
+    )  # fmt: skip
 
     from tqdm.auto import tqdm
 
     bar = tqdm(
-        total=cfg.num_steps, initial=start, disable=not progress, unit="step", desc="train",
-        dynamic_ncols=True,
+        total=cfg.num_steps, initial=start, disable=not (progress and main), unit="step",
+        desc="train", dynamic_ncols=True,
     )  # fmt: skip
     summary: dict[str, Any] = {
         "out_dir": str(out), "num_steps": cfg.num_steps, "loss": None, "last_record": None,
@@ -309,6 +426,7 @@ def train(
     mark = (start, t_loop)
     saved = latest
     done = start
+    agreed_stop = False
 
     def elapsed() -> float:
         return elapsed_before + time.perf_counter() - t_call
@@ -319,7 +437,8 @@ def train(
         record = {"type": "train", "step": done, **_mean_record(pending)}
         record["steps_per_s"] = (done - mark[0]) / max(now - mark[1], 1e-9)
         record["elapsed"] = elapsed()
-        log.write(record)
+        if log is not None:
+            log.write(record)
         summary["loss"], summary["last_record"] = record["loss"], record
         bar.set_postfix(loss=f"{record['loss']:.3f}", steps_s=f"{record['steps_per_s']:.2f}")
         pending, mark = [], (done, now)
@@ -340,20 +459,20 @@ def train(
 
     def plot(force: bool = False) -> None:
         # Drawing takes about a second: at most once a minute, and at exit.
-        if not force and time.perf_counter() - last_plot[0] < PLOT_INTERVAL_S:
+        if log is None or (not force and time.perf_counter() - last_plot[0] < PLOT_INTERVAL_S):
             return
         last_plot[0] = time.perf_counter()
         try:
             summary["plot"] = str(plot_curves(log.records(), out / PLOT_FILE) or "") or None
         except Exception as e:  # a plot must never stop training
-            print(f"pips-jax train: plotting failed: {e}", file=sys.stderr)
+            say(f"plotting failed: {e}")
 
     try:
-        with _DeferredInterrupt() as interrupt:
+        with _DeferredInterrupt(announce=main) as interrupt:
             for step, host_batch in loader:
-                if interrupt.raised:
+                if job.process_count == 1 and interrupt.raised:
                     raise KeyboardInterrupt
-                batch = shard_batch(host_batch, mesh)
+                batch = shard_batch(host_batch, mesh, cfg.batch_size)
                 state, metrics = step_fn(state, batch, jax.random.fold_in(key, step))
                 done = step + 1
                 pending.append(metrics)
@@ -368,27 +487,29 @@ def train(
                         scores = heldout.evaluate(state.params)
                     except PipsError as e:
                         scores = {"error": str(e)}
-                    log.write({"type": "eval", "step": done, **scores})
+                    if log is not None:
+                        log.write({"type": "eval", "step": done, **scores})
                     summary["eval"] = {"step": done, **scores}
                 if on_step is not None:
                     on_step(done)
-                if interrupt.raised:
+                # In a job, a Ctrl-C of any process stops all of them after this step.
+                if _any_process(job, interrupt.raised):
+                    agreed_stop = True
                     raise KeyboardInterrupt
     except BaseException:
         # Ctrl-C, or an error outside the step (data, evaluation, a hook): keep what the
         # completed steps learned. (A state an interrupted step consumed is not saved.)
-        if _usable(state):
+        # In a job only a stop every process agreed on saves: after an error of one
+        # process the others are not at the same point.
+        if _usable(state) and (job.process_count == 1 or agreed_stop):
             try:
                 if pending:
                     write_record()
                 if saved != done:
                     save()
-                    print(
-                        f"pips-jax train: saved a checkpoint at step {done} in {out}",
-                        file=sys.stderr,
-                    )
+                    say(f"saved a checkpoint at step {done} in {out}")
             except Exception as e:
-                print(f"pips-jax train: could not save a checkpoint at exit: {e}", file=sys.stderr)
+                say(f"could not save a checkpoint at exit: {e}")
         raise
     finally:
         loader.close()
@@ -396,7 +517,7 @@ def train(
         checkpoints.wait()
         checkpoints.close()
         plot(force=True)
-    if done == cfg.num_steps:
+    if done == cfg.num_steps and main:
         summary["params"] = str(
             save_params(
                 out / PARAMS_FILE,

@@ -1,9 +1,12 @@
 """Train state, optimizer and the data-parallel train step.
 
 The step is one jitted pure function ``(state, batch, rng) -> (new_state, metrics)``.
-Data parallelism uses ``jax.sharding``: a 1-D mesh ``('data',)`` over the devices, the
-batch split along its first axis, parameters and optimizer state replicated; XLA adds
-the gradient all-reduce. The result does not depend on the number of devices (up to
+Data parallelism uses ``jax.sharding``: a 1-D mesh ``('data',)`` over the devices of
+every process of the job (:mod:`pips_jax.runtime`), the global batch split along its
+first axis, parameters and optimizer state placed by :func:`state_shardings`
+(replicated); XLA adds the gradient all-reduce. Each process holds only its own rows
+of the batch (:func:`process_rows`) and :func:`shard_batch` assembles the global array
+from them. The result does not depend on the number of devices or processes (up to
 float summation order).
 
 Batches are dicts (see :mod:`pips_jax.training.data`):
@@ -30,6 +33,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from pips_jax.config import ModelConfig
+from pips_jax.errors import InputError
 from pips_jax.model.pips import Params, Pips
 from pips_jax.training.config import TrainConfig
 from pips_jax.training.losses import (
@@ -212,7 +216,8 @@ def train_step(
 
 # ---------------------------------------------------------------- parallelism
 def make_mesh(devices: list | None = None) -> Mesh:
-    """A 1-D ``('data',)`` mesh over ``devices`` (default: ``jax.devices()``)."""
+    """A 1-D ``('data',)`` mesh over ``devices`` (default: ``jax.devices()``, every
+    device of every process of the job)."""
     devices = jax.devices() if devices is None else devices
     return Mesh(np.asarray(devices), ("data",))
 
@@ -227,14 +232,92 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P("data"))
 
 
-def shard_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> Batch:
-    """Puts a host batch on the devices, split along the batch axis."""
-    return jax.device_put(batch, batch_sharding(mesh))
+def state_shardings(state: Any, mesh: Mesh) -> Any:
+    """Where each leaf of the train state lives: the one place that decides it.
+
+    Args:
+        state: a :class:`TrainState` (or any tree of its shape: arrays or
+            ``jax.ShapeDtypeStruct`` leaves, e.g. :func:`abstract_state`).
+
+    Returns:
+        The same tree with a :class:`~jax.sharding.NamedSharding` per leaf. Today every
+        leaf is replicated (pure data parallelism); sharding the parameters or the
+        optimizer state over ``'data'`` later changes this function only (and the
+        checkpoint save, which copies replicated arrays to the host).
+    """
+    rep = replicated(mesh)
+    return jax.tree_util.tree_map(lambda _: rep, state)
+
+
+def put_global(tree: Any, shardings: Any) -> Any:
+    """Host values that are the same on every process as global arrays.
+
+    Args:
+        tree: NumPy (or JAX) leaves, equal on every process of the job.
+        shardings: a tree of :class:`~jax.sharding.Sharding` of the same structure.
+
+    Returns:
+        ``jax.Array`` leaves; each process places only its own devices' parts.
+    """
+
+    def put(x: Any, sharding: jax.sharding.Sharding) -> Array:
+        host = np.asarray(x)
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+    return jax.tree_util.tree_map(put, tree, shardings)
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
-    """Puts a pytree (state, params) on every device of the mesh."""
-    return jax.device_put(tree, replicated(mesh))
+    """Puts a pytree (state, params; the same on every process) on every device."""
+    host = jax.device_get(tree)
+    return put_global(host, jax.tree_util.tree_map(lambda _: replicated(mesh), host))
+
+
+def process_rows(mesh: Mesh, batch_size: int) -> list[int]:
+    """The rows of a global batch of ``batch_size`` that this process's devices hold
+    under :func:`batch_sharding` (all of them in one process), ascending.
+
+    This process makes only these clips; :func:`shard_batch` assembles the global batch.
+    """
+    index_map = batch_sharding(mesh).addressable_devices_indices_map((batch_size,))
+    rows = {r for index in index_map.values() for r in range(*index[0].indices(batch_size))}
+    return sorted(rows)
+
+
+def shard_batch(batch: dict[str, np.ndarray], mesh: Mesh, batch_size: int | None = None) -> Batch:
+    """The global batch, split along its first axis over the mesh, from this process's
+    share of it.
+
+    Args:
+        batch: this process's rows of the global batch (:func:`process_rows`),
+            stacked in that order; in a single process, the whole batch.
+        batch_size: the global batch size (default: this share's size times the
+            mesh's devices over this process's devices in the mesh).
+
+    Returns:
+        Global ``jax.Array`` leaves of shape ``(batch_size, ...)``; each process puts
+        only its own rows on its own devices (nothing crosses processes).
+    """
+    sharding = batch_sharding(mesh)
+    local = {k: np.asarray(v) for k, v in batch.items()}
+    count = len(next(iter(local.values())))
+    if batch_size is None:
+        batch_size = count * mesh.devices.size // len(mesh.local_devices)
+    rows = process_rows(mesh, batch_size)
+    if count != len(rows):
+        raise InputError(
+            f"batch: expected this process's {len(rows)} of {batch_size} clips, found {count}"
+        )
+    position = {row: i for i, row in enumerate(rows)}
+
+    def put(x: np.ndarray) -> Array:
+        def part(index: tuple[slice, ...]) -> np.ndarray:
+            start, stop, _ = index[0].indices(batch_size)
+            return x[position[start] : position[start] + stop - start]
+
+        return jax.make_array_from_callback((batch_size, *x.shape[1:]), sharding, part)
+
+    return {k: put(v) for k, v in local.items()}
 
 
 #: The TrainConfig fields :func:`train_step` reads; configs that agree on them share
@@ -258,8 +341,8 @@ _compiled_steps: dict[Any, Callable] = {}
 def make_train_step(
     cfg: TrainConfig, mesh: Mesh
 ) -> Callable[[TrainState, Batch, Array], tuple[TrainState, dict[str, Array]]]:
-    """:func:`train_step` jitted for ``mesh``: batch sharded, state replicated and
-    donated. Cached per mesh and :data:`STEP_FIELDS`, so the runs of one process (a
+    """:func:`train_step` jitted for ``mesh``: batch sharded, state placed by
+    :func:`state_shardings` and donated, metrics replicated. Cached per mesh and :data:`STEP_FIELDS`, so the runs of one process (a
     resumed run, tests) share the compiled program."""
     key = (tuple(getattr(cfg, f) for f in STEP_FIELDS), mesh)
     if key not in _compiled_steps:
@@ -269,10 +352,11 @@ def make_train_step(
             train_step, Pips(cfg.model), make_optimizer(cfg), one_cycle_schedule(cfg), cfg
         )
         rep = replicated(mesh)
+        state = state_shardings(abstract_state(cfg), mesh)
         _compiled_steps[key] = jax.jit(
             step,
-            in_shardings=(rep, batch_sharding(mesh), rep),
-            out_shardings=(rep, rep),
+            in_shardings=(state, batch_sharding(mesh), rep),
+            out_shardings=(state, rep),
             donate_argnums=0,
         )
     return _compiled_steps[key]
