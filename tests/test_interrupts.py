@@ -115,7 +115,9 @@ OLD = {"clip_tracks.npz": b"old npz", "clip_tracks.csv": b"old csv", "clip_track
 def _track_cmd(files, out):
     ckpt, video = files
     return ["track", str(video), "--checkpoint", str(ckpt), "--out", str(out),
-            "--resolution", "64x96", "--iters", "1", "--grid", "4"]  # fmt: skip
+            "--resolution", "64x96", "--iters", "1", "--grid", "4",
+            "--overwrite",  # earlier outputs are there: track again
+            "--no-compile-cache"]  # every compile is a real one  # fmt: skip
 
 
 def _env():

@@ -74,6 +74,7 @@ processes' devices, and every process gets the full result.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import tempfile
@@ -688,6 +689,7 @@ class Tracker:
         if self.model.compute_dtype != jnp.float32:
             return fn
 
+        @functools.wraps(fn)  # the compiled program keeps fn's name
         def exact(*args: Any) -> Any:
             with jax.default_matmul_precision("highest"):
                 return fn(*args)
