@@ -515,10 +515,13 @@ def format_table(report: dict[str, Any]) -> str:
     lines = [
         f"machine: {m['cpu']} ({m['cpu_count']} cores), backend {m['backend']} ({m['device']}), "
         f"JAX {m['jax_version']}",
-        "",
-        "| N | frames | resolution | precision | compile s | forward s (min / median) | peak memory | GFLOP/s | points x frames / s | from float32, px (max / mean) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    if any(r["kind"] == "forward" for r in report["results"]):
+        lines += [
+            "",
+            "| N | frames | resolution | precision | compile s | forward s (min / median) | peak memory | GFLOP/s | points x frames / s | from float32, px (max / mean) |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
     for r in report["results"]:
         if r["kind"] != "forward":
             continue
