@@ -12,10 +12,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pips_jax.config import Flag
 from pips_jax.runtime import DEFAULT_JOIN_TIMEOUT_S, HEARTBEAT_TIMEOUT_S
+
+if TYPE_CHECKING:
+    from pips_jax.inference import InferenceSettings
+    from pips_jax.weights import Weights
 
 
 def resolution(text: str) -> tuple[int, int]:
@@ -232,3 +236,24 @@ def add_compile_cache_arg(p: argparse.ArgumentParser) -> None:
             "~/.cache/pips-jax/xla), which spares a later run with the same shapes compiling"
         ),
     )
+
+
+def load_run_weights(
+    args: argparse.Namespace, announce: bool = True, **resolution: Any
+) -> tuple[Weights, InferenceSettings]:
+    """The weights of ``--checkpoint`` (:func:`pips_jax.weights.load_weights`) and the
+    settings they run with: the card's choices under the user's ``--iters``,
+    ``--precision`` and ``resolution`` (``clip_resolution=`` or ``video_resolution=``,
+    ``(H, W)`` or None). With ``announce``, says on stderr which weights run how."""
+    import sys
+
+    from pips_jax.inference import InferenceSettings
+    from pips_jax.weights import load_weights
+
+    weights = load_weights(args.checkpoint)
+    settings = InferenceSettings.resolve(
+        weights.card, iters=args.iters, precision=args.precision, **resolution
+    )
+    if announce:
+        print(f"weights: {settings.describe(weights.description)}", file=sys.stderr)
+    return weights, settings

@@ -4,13 +4,13 @@ print the error against its exact ground truth."""
 from __future__ import annotations
 
 import argparse
-import sys
 
 from pips_jax.cli.args import (
     add_clip_resolution_arg,
     add_compile_cache_arg,
     add_output_args,
     add_run_args,
+    load_run_weights,
 )
 
 
@@ -34,18 +34,9 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from pips_jax.demo import run_demo
     from pips_jax.files import make_output_dir
-    from pips_jax.inference import InferenceSettings
-    from pips_jax.weights import load_weights
 
-    weights = load_weights(args.checkpoint)
+    weights, settings = load_run_weights(args, clip_resolution=args.input_resolution)
     out_dir = make_output_dir(args.out)
-    settings = InferenceSettings.resolve(
-        weights.card,
-        iters=args.iters,
-        clip_resolution=args.input_resolution,
-        precision=args.precision,
-    )
-    print(f"weights: {settings.describe(weights.description)}", file=sys.stderr)
     s = run_demo(out_dir, weights, settings, viz_format=args.viz_format, progress=not args.quiet)
     resolution = settings.clip_resolution
     print(

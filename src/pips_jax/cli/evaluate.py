@@ -10,6 +10,7 @@ from pips_jax.cli.args import (
     add_compile_cache_arg,
     add_job_args,
     add_run_args,
+    load_run_weights,
 )
 
 
@@ -61,7 +62,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from pips_jax.evaluation.runner import evaluate, load_samples, tracker_predictor
     from pips_jax.files import atomic_write_bytes
-    from pips_jax.inference import DEFAULT_CLIP_RESOLUTION, InferenceSettings
+    from pips_jax.inference import DEFAULT_CLIP_RESOLUTION
     from pips_jax.runtime import current_job
     from pips_jax.tracker import Tracker
 
@@ -69,14 +70,8 @@ def run(args: argparse.Namespace) -> int:
         predictors, description, settings = {}, "none (baseline only)", None
         resolution = args.input_resolution or DEFAULT_CLIP_RESOLUTION
     else:
-        from pips_jax.weights import load_weights
-
-        weights = load_weights(args.checkpoint)
-        settings = InferenceSettings.resolve(
-            weights.card,
-            iters=args.iters,
-            clip_resolution=args.input_resolution,
-            precision=args.precision,
+        weights, settings = load_run_weights(
+            args, announce=False, clip_resolution=args.input_resolution
         )
         description = settings.describe(weights.description)
         resolution = settings.clip_resolution

@@ -16,6 +16,7 @@ from pips_jax.cli.args import (
     add_output_args,
     add_run_args,
     int_at_least,
+    load_run_weights,
     positive_float,
     resolution,
 )
@@ -163,10 +164,8 @@ def run(args: argparse.Namespace) -> int:
     from pips_jax import collection, runtime
     from pips_jax.errors import InputError
     from pips_jax.files import check_output_dir
-    from pips_jax.inference import InferenceSettings
     from pips_jax.tracker import FrameSelection, Tracker
     from pips_jax.tracks_io import read_points_csv
-    from pips_jax.weights import load_weights
 
     t0 = time.perf_counter()
     check_output_dir(args.out)
@@ -194,14 +193,7 @@ def run(args: argparse.Namespace) -> int:
     )
     make_tracker = None
     if plan.has_work:
-        weights = load_weights(args.checkpoint)
-        settings = InferenceSettings.resolve(
-            weights.card,
-            iters=args.iters,
-            video_resolution=args.resolution,
-            precision=args.precision,
-        )
-        print(f"weights: {settings.describe(weights.description)}", file=sys.stderr)
+        weights, settings = load_run_weights(args, video_resolution=args.resolution)
 
         def make_tracker(mesh: Any) -> Tracker:
             return Tracker.from_settings(
