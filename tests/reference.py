@@ -53,6 +53,30 @@ def reference_state_dict(seed: int = 0, damped: bool = True) -> dict[str, np.nda
     return out
 
 
+#: PIPs++ (aharley/pips2): the state_dict manifest of ``Pips(stride=8)`` and the
+#: outputs of the original on synthetic weights, in ``tests/data/pips2``.
+PIPS2_DATA = DATA / "pips2"
+#: The tensors the PIPs++ reference weights scale by 0.05 (whole), so each refinement
+#: step moves points by a few pixels.
+PIPS2_DAMPED_KEYS = ("delta_block.dense.weight", "delta_block.dense.bias")
+
+
+def pips2_manifest() -> list[dict]:
+    return json.loads((PIPS2_DATA / "manifest.json").read_text())
+
+
+def pips2_reference_state_dict(seed: int = 0) -> dict[str, np.ndarray]:
+    """The 82-tensor state_dict of PIPs++'s ``Pips(stride=8)`` used for its reference
+    runs: the same formula as PIPs', then the final dense layer scaled by 0.05."""
+    out = {}
+    for entry in pips2_manifest():
+        w = synthetic_weight(entry["index"], entry["key"], tuple(entry["shape"]), seed)
+        if entry["key"] in PIPS2_DAMPED_KEYS:
+            w = w * np.float32(0.05)
+        out[entry["key"]] = w
+    return out
+
+
 def load_case(name: str) -> dict[str, np.ndarray]:
     with np.load(DATA / name) as f:
         return {k: f[k] for k in f.files}

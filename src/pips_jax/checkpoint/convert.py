@@ -47,8 +47,9 @@ def _layer(torch_prefix: str, flax_path: tuple[str, ...], weight_kind: str) -> l
     ]
 
 
-def key_mapping(config: ModelConfig) -> list[Entry]:
-    """Every tensor of the original ``Pips`` state_dict for ``config``, in its order."""
+def encoder_key_mapping(config: ModelConfig) -> list[Entry]:
+    """The tensors of the original ``fnet`` (the BasicEncoder, which PIPs++ shares
+    with PIPs) for ``config``'s encoder sizes, in state_dict order."""
     out: list[Entry] = []
     out += _layer("fnet.conv1", ("fnet", "conv1"), "conv2d")
     in_dim = config.encoder_stem_dim
@@ -63,6 +64,12 @@ def key_mapping(config: ModelConfig) -> list[Entry]:
         in_dim = dim
     out += _layer("fnet.conv2", ("fnet", "conv2"), "conv2d")
     out += _layer("fnet.conv3", ("fnet", "conv3"), "conv2d")
+    return out
+
+
+def key_mapping(config: ModelConfig) -> list[Entry]:
+    """Every tensor of the original ``Pips`` state_dict for ``config``, in its order."""
+    out = encoder_key_mapping(config)
     mixer = "delta_block.to_delta"
     out += _layer(f"{mixer}.0", ("delta_block", "input"), "linear")
     for k in range(config.mixer_depth):
