@@ -38,3 +38,32 @@ def test_the_pips2_encoder_is_the_basic_encoder_at_stride_8():
     assert expected.shape == (2, 128 // 8, 192 // 8, 128) == fmaps.shape
     np.testing.assert_allclose(np.asarray(fmaps), expected, atol=1e-4, rtol=0)
     assert np.abs(expected).max() > 0.1  # the maps are not trivially small
+
+
+def test_the_first_pips2_correlations_are_pips_windows_of_its_three_templates():
+    """Before the first update PIPs++'s three templates (frame 0's feature, and the
+    features at t-2 and t-4, which it samples only from the 2nd iteration on) are all
+    the query feature: each of the 588 channels is one of PIPs' correlation windows,
+    4 levels of radius 3, at the point's position on every frame."""
+    from pips_jax.model.correlation import build_pyramid, sample_correlations
+    from pips_jax.ops.sampling import sample_clamped
+
+    state = pips2_reference_state_dict()
+    config = ModelConfig(stride=8)
+    entries = encoder_key_mapping(config)
+    params = _nested((e.flax_path, to_flax(state[e.torch_key], e.kind)) for e in entries)
+    with np.load(PIPS2_DATA / "case_a.npz") as case:
+        rgbs, xys, init = case["rgbs"], case["xys"], case["trajs_init"]
+        expected = case["first_step_fcorrs"]  # (N, S, 3 templates x 4 levels x 49)
+    images = 2.0 * (rgbs.astype(np.float32) / 255.0) - 1.0
+    fmaps = PipsNet(config).apply({"params": params}, jnp.asarray(images), method=PipsNet.encode)
+    query = sample_clamped(fmaps[0], jnp.asarray(xys / 8.0))  # (N, C), feature pixels
+    templates = jnp.broadcast_to(query, (1, len(rgbs), *query.shape))
+    windows = sample_correlations(
+        build_pyramid(fmaps[None], 4), templates, jnp.asarray(init / 8.0)[None], 3
+    )[0]  # (S, N, 196)
+    ours = np.transpose(np.asarray(windows), (1, 0, 2))
+    assert expected.shape == (len(xys), 8, 3 * 4 * 49)
+    for k in range(3):  # template 1, 2, 4: one block of 4 levels x 49 each
+        np.testing.assert_allclose(ours, expected[..., 196 * k : 196 * (k + 1)], atol=1e-4, rtol=0)
+    assert np.abs(expected).max() > 0.1
