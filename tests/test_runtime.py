@@ -7,11 +7,8 @@ guards against a hang (a hang fails the test), it does not time anything."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,23 +16,18 @@ import time
 import jax
 import pytest
 
+from job_helpers import finish, kill, start
 from pips_jax import Pips
 from pips_jax.checkpoint.store import save_params
 from pips_jax.cli import main
 from pips_jax.errors import InputError
 from pips_jax.evaluation.datasets import write_tapvid_pickle
-from pips_jax.runtime import Job, JobOptions, job_in_environment, share
+from pips_jax.runtime import Job, JobOptions, free_port, job_in_environment, share
 from pips_jax.synthetic import SyntheticConfig, generate_clip
 from small_model import SMALL
 
 TINY = SyntheticConfig(height=64, width=64, num_frames=10, num_objects=2, num_points=24)
 GUARD_S = 300  # a hang fails the test after this long
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _env(tmp_path, cache=None) -> dict[str, str]:
@@ -48,31 +40,8 @@ def _env(tmp_path, cache=None) -> dict[str, str]:
 
 def _start(args, pid, port, tmp_path, num_processes=2):
     job = ["--coordinator-address", f"127.0.0.1:{port}", "--num-processes", str(num_processes)]
-    return subprocess.Popen(
-        [sys.executable, "-m", "pips_jax", *args, *job, "--process-id", str(pid)],
-        env=_env(tmp_path),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group: the supervisor and its child
-    )
-
-
-def _kill(proc) -> None:
-    """Kills ``proc`` and the command it supervises."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
-def _finish(procs):
-    """``[(returncode, stdout, stderr)]`` of every process; kills them all on the way out."""
-    try:
-        return [(p, *p.communicate(timeout=GUARD_S)) for p in procs]
-    finally:
-        for p in procs:
-            _kill(p)
-            if p.poll() is None:
-                p.communicate()
+    argv = [sys.executable, "-m", "pips_jax", *args, *job, "--process-id", str(pid)]
+    return start(argv, _env(tmp_path))
 
 
 @pytest.fixture(scope="module")
@@ -140,11 +109,11 @@ def test_eval_over_two_processes_gives_the_report_of_one(ckpt, dataset, tmp_path
     assert single.returncode == 0, single.stderr[-2000:]
     table = single.stdout
     two = tmp_path / "two.json"
-    port = _free_port()
+    port = free_port()
     procs = [_start(_eval_args(ckpt, dataset, two), pid, port, tmp_path) for pid in (0, 1)]
-    (p0, out0, err0), (p1, out1, err1) = _finish(procs)
-    assert p0.returncode == 0, err0[-2000:]
-    assert p1.returncode == 0, err1[-2000:]
+    (code0, out0, err0), (code1, out1, err1) = finish(procs, GUARD_S)
+    assert code0 == 0, err0[-2000:]
+    assert code1 == 0, err1[-2000:]
     a, b = json.loads(one.read_text()), json.loads(two.read_text())
     assert list(a["per_video"]["pips"]) == ["clip0", "clip1", "clip2", "late0", "late1"]
     assert b == a  # the same videos, in the same order, the same scores, the same skip
@@ -200,12 +169,12 @@ def test_a_process_id_out_of_range_is_refused_at_once(capsys):
 
 
 def test_a_coordinator_that_never_comes_ends_the_process_within_its_timeout(tmp_path):
-    port = _free_port()  # nobody serves it: process 0 never starts
+    port = free_port()  # nobody serves it: process 0 never starts
     args = ["eval", "--baseline-only", "--num-videos", "1", "--quiet", "--join-timeout", "3"]
     t0 = time.monotonic()
-    ((proc, out, err),) = _finish([_start(args, 1, port, tmp_path)])
+    ((code, out, err),) = finish([_start(args, 1, port, tmp_path)], GUARD_S)
     waited = time.monotonic() - t0
-    assert proc.returncode == 2
+    assert code == 2
     lines = [line for line in err.splitlines() if line.strip()]
     assert lines == [
         f"pips-jax eval: error: process 1 of 2 could not join the job at 127.0.0.1:{port} "
@@ -216,14 +185,14 @@ def test_a_coordinator_that_never_comes_ends_the_process_within_its_timeout(tmp_
 
 
 def test_processes_started_with_different_arguments_are_refused_by_every_process(tmp_path):
-    port = _free_port()
+    port = free_port()
     base = ["eval", "--baseline-only", "--quiet", "--format", "synthetic"]
     procs = [
         _start([*base, "--num-videos", str(n)], pid, port, tmp_path) for pid, n in ((0, 1), (1, 2))
     ]
-    results = _finish(procs)
-    for proc, out, err in results:
-        assert proc.returncode == 2, err[-2000:]
+    results = finish(procs, GUARD_S)
+    for code, out, err in results:
+        assert code == 2, err[-2000:]
         assert out == ""
         assert err.strip().splitlines()[-1] == (
             "pips-jax eval: error: the processes were started with different arguments: "
@@ -233,7 +202,7 @@ def test_processes_started_with_different_arguments_are_refused_by_every_process
 
 
 def test_a_process_that_dies_ends_the_others_within_the_heartbeat_timeout(ckpt, tmp_path):
-    port = _free_port()
+    port = free_port()
     out = tmp_path / "report.json"
     args = [*_eval_args(ckpt, tmp_path, out), "--heartbeat-timeout", "5"]
     args[args.index("--dataset") : args.index("--dataset") + 2] = ["--num-videos", "40"]
@@ -245,12 +214,12 @@ def test_a_process_that_dies_ends_the_others_within_the_heartbeat_timeout(ckpt, 
             chunk = os.read(procs[1].stderr.fileno(), 4096)
             assert chunk, "process 1 ended before it started evaluating"
             seen += chunk
-        _kill(procs[1])  # process 1 dies in the middle of the job
-        proc, stdout, err = _finish(procs[:1])[0]
+        kill(procs[1])  # process 1 dies in the middle of the job
+        code, stdout, err = finish(procs[:1], GUARD_S)[0]
     finally:
         for p in procs:
-            _kill(p)
-    assert proc.returncode == 1
+            kill(p)
+    assert code == 1
     assert stdout == ""
     last = err.replace("\r", "\n").strip().splitlines()[-1]
     assert last == (

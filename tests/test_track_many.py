@@ -5,8 +5,6 @@ tiny 10-frame 64x64 videos (three mp4 files and a folder of PNG frames)."""
 import io
 import os
 import re
-import socket
-import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -15,8 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from job_helpers import finish, start
 from pips_jax.checkpoint.store import save_params
 from pips_jax.cli import main
+from pips_jax.runtime import free_port
 from pips_jax.tracks_io import load_npz
 from pips_jax.video import write_video
 from small_model import SMALL, damped_params
@@ -84,39 +84,19 @@ def one_process(inputs, tmp_path_factory):
     return out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _job(inputs, out, videos, processes=2):
     """Runs `pips-jax track` as a job of ``processes`` processes on 127.0.0.1 (one CPU
     device each); returns each process's (exit code, stdout, stderr)."""
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     env["JAX_PLATFORMS"] = "cpu"
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{free_port()}"
     procs = []
-    try:
-        for i in range(processes):
-            command = [sys.executable, "-m", "pips_jax", "track", *map(str, videos)]
-            command += _args(inputs, out, "--no-viz", "--coordinator-address", address)
-            command += ["--num-processes", str(processes), "--process-id", str(i)]
-            procs.append(
-                subprocess.Popen(
-                    command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-                )
-            )
-        results = []
-        for p in procs:
-            stdout, stderr = p.communicate(timeout=600)  # a guard against hangs, not a timing
-            results.append((p.returncode, stdout, stderr))
-        return results
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+    for i in range(processes):
+        command = [sys.executable, "-m", "pips_jax", "track", *map(str, videos)]
+        command += _args(inputs, out, "--no-viz", "--coordinator-address", address)
+        command += ["--num-processes", str(processes), "--process-id", str(i)]
+        procs.append(start(command, env))
+    return finish(procs, 600)
 
 
 def test_two_processes_split_the_videos_and_track_as_one(inputs, one_process, tmp_path):

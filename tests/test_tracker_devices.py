@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -22,8 +21,10 @@ import numpy as np
 import pytest
 from jax.sharding import Mesh
 
+from job_helpers import finish, start
 from pips_jax.checkpoint.store import save_params
 from pips_jax.errors import InputError
+from pips_jax.runtime import free_port
 from pips_jax.tracker import Tracker, check_mesh
 from small_model import SMALL, damped_params
 
@@ -164,27 +165,15 @@ def _env(devices: int) -> dict[str, str]:
 
 
 def _start(script: str, devices: int, *args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-c", script, str(TESTS), *args],
-        env=_env(devices),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start([sys.executable, "-c", script, str(TESTS), *args], _env(devices))
 
 
 def _finish(procs: list[subprocess.Popen]) -> list[dict]:
     """The JSON each process printed last; kills them all on the way out."""
-    try:
-        outputs = [p.communicate(timeout=GUARD_S) for p in procs]
-        for p, (_, err) in zip(procs, outputs, strict=True):
-            assert p.returncode == 0, err[-3000:]
-        return [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.communicate()
+    results = finish(procs, GUARD_S)
+    for code, _, err in results:
+        assert code == 0, err[-3000:]
+    return [json.loads(out.strip().splitlines()[-1]) for _, out, _ in results]
 
 
 def _assert_same(result: dict, expected) -> None:
@@ -223,14 +212,8 @@ def test_nothing_recompiles_from_video_to_video_on_four_devices(four_devices):
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes_on_a_global_mesh_give_the_tracks_of_one(files, reference):
-    port = str(_free_port())
+    port = str(free_port())
     procs = [_start(TWO_PROCESSES, 1, *files, port, str(pid)) for pid in (0, 1)]
     first, second = _finish(procs)
     assert first["job"] == [0, 2, 1] and second["job"] == [1, 2, 1]

@@ -5,13 +5,10 @@ of two processes from its checkpoint exactly, and a Ctrl-C in one process stops 
 them after the same step, with a checkpoint. Every run is a subprocess: the device
 count and the job must be set before JAX starts."""
 
-import contextlib
 import dataclasses
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -19,8 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from job_helpers import finish, start
 from pips_jax import InputError
 from pips_jax.checkpoint.store import flatten, load_params
+from pips_jax.runtime import free_port
 from pips_jax.training.data import BatchLoader, ClipSpec, make_batch
 from pips_jax.training.log import read_records
 from pips_jax.training.trainer import make_mesh, process_rows, shard_batch
@@ -109,12 +108,6 @@ def test_one_process_holds_every_row_and_assembles_the_batch_it_was_given():
         shard_batch({"x": rows[:2]}, mesh, 4)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _env(cache, devices: int = 1) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
@@ -133,25 +126,7 @@ def _job_flags(port: int, index: int) -> list[str]:
 def _run_all(commands: list[tuple[list[str], dict[str, str]]]) -> list[tuple[int, str, str]]:
     """Starts every ``(argv, env)`` at once; returns ``(returncode, stdout, stderr)`` of
     each. Every process still running at the end (a failure, a hang) is killed."""
-    procs: list[subprocess.Popen] = []
-    try:
-        for argv, env in commands:
-            procs.append(
-                subprocess.Popen(
-                    argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-                )
-            )
-        results = []
-        for proc in procs:
-            out, err = proc.communicate(timeout=GUARD_S)
-            results.append((proc.returncode, out, err))
-        return results
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-            with contextlib.suppress(Exception):
-                proc.communicate(timeout=30)
+    return finish([start(argv, env) for argv, env in commands], GUARD_S)
 
 
 def _check_ok(results) -> None:
@@ -207,7 +182,7 @@ def runs(tmp_path_factory):
         return [sys.executable, "-m", "pips_jax", "train", "--out", str(out), "--config",
                 str(config), "--init", str(init), "--workers", "0", "--quiet", *job]  # fmt: skip
 
-    port = _free_port()
+    port = free_port()
     results = _run_all(
         [
             (cli(root / "one"), _env(cache, devices=2)),
@@ -241,7 +216,7 @@ def test_new_processes_resume_exactly_and_ctrl_c_in_one_stops_all(runs, tmp_path
     shutil.copytree(runs["root"] / "two", run)
     shutil.rmtree(run / "checkpoints" / "4")
     (run / "params.safetensors").unlink()
-    port = _free_port()
+    port = free_port()
     script = [sys.executable, "-c", SCRIPT, str(port)]
     results = _run_all(
         [

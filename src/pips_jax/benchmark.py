@@ -23,12 +23,14 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any
 
 import numpy as np
 
 from pips_jax.config import ModelConfig
+from pips_jax.runtime import free_port
 
 
 # ------------------------------------------------------------------ FLOP count
@@ -317,8 +319,6 @@ def measure_scaling(case: ScalingCase, out_dir: str | None = None) -> dict[str, 
 
 
 def _train_speed(case: ScalingCase, out_dir: str | None) -> dict[str, Any]:
-    import tempfile
-
     import jax
 
     from pips_jax.training import TrainConfig, train
@@ -371,9 +371,7 @@ def _in_subprocess(kind: str, case: Any, timeout: float | None) -> dict[str, Any
         env["XLA_FLAGS"] = " ".join(
             [env.get("XLA_FLAGS", ""), f"--xla_force_host_platform_device_count={case.devices}"]
         ).strip()
-    port = _free_port() if processes > 1 else None
-    import tempfile
-
+    port = free_port() if processes > 1 else None
     with tempfile.TemporaryDirectory(prefix="pips-jax-bench-") as shared:
         procs = [
             subprocess.Popen(
@@ -406,14 +404,6 @@ def _in_subprocess(kind: str, case: Any, timeout: float | None) -> dict[str, Any
             tail = (err.strip().splitlines() or ["no output"])[-1]
             return {**fields, "error": tail}
     return json.loads(outputs[0][0].strip().splitlines()[-1])
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run_child(payload: str) -> None:

@@ -514,12 +514,8 @@ def _agree_opened(error: PipsError | None, video: Video) -> str | None:
     """In the joint mode (every process calls it): the first message of a process
     that could not open the video, with its number if it is another process; None if
     every process opened it."""
-    me = runtime.current_job().process_index
-    messages = runtime.allgather_json(None if error is None else _message(error, video))
-    for i, m in enumerate(messages):
-        if m is not None:
-            return m if i == me else f"process {i}: {m}"
-    return None
+    message = None if error is None else _message(error, video)
+    return runtime.first_message(message, own=runtime.current_job().process_index)
 
 
 def _run_task(task: Task, tracker_for: Callable[[bool], Tracker], plan: Plan) -> Record:

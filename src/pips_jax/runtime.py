@@ -25,10 +25,10 @@ left half-written.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import re
+import socket
 import sys
 import threading
 from collections.abc import Mapping, Sequence
@@ -224,6 +224,31 @@ def allgather_json(value: Any) -> list[Any]:
     return [json.loads(t) for t in texts]
 
 
+def first_difference(value: Mapping[str, Any]) -> tuple[int, str, Any, Any] | None:
+    """Across the job (every process calls it): the first process whose ``value`` (a
+    JSON object) differs from process 0's, as ``(process, key, its value, process 0's
+    value)`` for the first differing key in sorted order; None when all agree."""
+    every = allgather_json(value)
+    first = every[0]
+    for i, other in enumerate(every[1:], start=1):
+        key = next(
+            (k for k in sorted(set(first) | set(other)) if first.get(k) != other.get(k)), None
+        )
+        if key is not None:
+            return i, key, other.get(key), first.get(key)
+    return None
+
+
+def first_message(message: str | None, own: int) -> str | None:
+    """Across the job (every process calls it): the first process's ``message`` that
+    is not None, prefixed ``"process I: "`` unless it comes from process ``own``;
+    None when no process has one (for errors every process must raise at once)."""
+    for i, found in enumerate(allgather_json(message)):
+        if found is not None:
+            return found if i == own else f"process {i}: {found}"
+    return None
+
+
 def check_same_settings(settings: Mapping[str, Any], what: str = "settings") -> None:
     """Refuses, in every process at once, a job whose processes were given different
     ``settings`` (JSON-serialisable; for a command, its arguments but the process id).
@@ -231,21 +256,21 @@ def check_same_settings(settings: Mapping[str, Any], what: str = "settings") -> 
     Raises:
         InputError: naming the first process and setting that differ from process 0's.
     """
-    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
-    digests = allgather_json(digest)
-    if len(set(digests)) == 1:
-        return
-    every = allgather_json(json.loads(json.dumps(settings, sort_keys=True, default=str)))
-    first = every[0]
-    for i, other in enumerate(every[1:], start=1):
-        if other == first:
-            continue
-        key = next(k for k in sorted(set(first) | set(other)) if first.get(k) != other.get(k))
+    found = first_difference(json.loads(json.dumps(settings, sort_keys=True, default=str)))
+    if found is not None:
+        i, key, theirs, first = found
         raise InputError(
             f"the processes were started with different {what}: process {i} has "
-            f"{key}={other.get(key)!r}, process 0 {key}={first.get(key)!r}; expected the "
+            f"{key}={theirs!r}, process 0 {key}={first!r}; expected the "
             "same command line for every process but --process-id"
         )
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that is free now (for a coordinator on one machine)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
 
 
 def share(items: Sequence[T], index: int, count: int) -> list[T]:

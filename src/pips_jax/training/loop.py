@@ -224,9 +224,9 @@ def _everywhere(job: runtime.Job, check: Callable[[], T]) -> T:
         value = check()
     except InputError as e:
         error = str(e)
-    for i, found in enumerate(runtime.allgather_json(error)):
-        if found is not None:
-            raise InputError(found if i == 0 else f"process {i}: {found}")
+    found = runtime.first_message(error, own=0)
+    if found is not None:
+        raise InputError(found)
     return value  # type: ignore[return-value]
 
 
@@ -235,21 +235,17 @@ def _same_everywhere(job: runtime.Job, value: dict[str, Any], where: Path) -> No
     differs from process 0's."""
     if job.process_count == 1:
         return
-    every = runtime.allgather_json(value)
-    first = every[0]
-    for i, other in enumerate(every[1:], start=1):
-        key = next((k for k in sorted(first) if other.get(k) != first[k]), None)
-        if key is None:
-            continue
-        seen = (
-            "its stored config differs"
-            if key == "config"
-            else f"{key} {other.get(key)!r}, process 0 {first[key]!r}"
-        )
-        raise InputError(
-            f"process {i} sees another run folder {where} than process 0 ({seen}); "
-            "expected one folder that every process shares (the same path on a shared file system)"
-        )
+    found = runtime.first_difference(value)
+    if found is None:
+        return
+    i, key, theirs, first = found
+    seen = (
+        "its stored config differs" if key == "config" else f"{key} {theirs!r}, process 0 {first!r}"
+    )
+    raise InputError(
+        f"process {i} sees another run folder {where} than process 0 ({seen}); "
+        "expected one folder that every process shares (the same path on a shared file system)"
+    )
 
 
 def _any_process(job: runtime.Job, flag: bool) -> bool:
