@@ -1,12 +1,20 @@
-"""Conversion of the original PyTorch PIPs state_dict to :class:`~pips_jax.model.pips.Pips` parameters.
+"""Conversion of the original PyTorch state_dicts of PIPs (aharley/pips) and PIPs++
+(aharley/pips2) to :class:`~pips_jax.model.pips.Pips` and
+:class:`~pips_jax.model.pips2.Pips2` parameters.
 
-The mapping is explicit: :func:`key_mapping` lists, for a :class:`ModelConfig`, every
-original key, the Flax parameter path it becomes and how its array is rearranged:
+The family is read from the keys (:func:`detect_family`): PIPs' update network is an
+MLP-Mixer (``delta_block.to_delta.*``), PIPs++'s a 1-D ResNet
+(``delta_block.first_block_conv.*``). The mapping is explicit: :func:`key_mapping`
+(PIPs, for a :class:`ModelConfig`) and :func:`pips2_key_mapping` (PIPs++, for a
+:class:`Pips2Config`) list every original key, the Flax parameter path it becomes and
+how its array is rearranged:
 
 * ``conv2d``: ``Conv2d`` weight ``(out, in, kh, kw)`` -> Flax kernel ``(kh, kw, in, out)``
 * ``linear``: ``Linear`` weight ``(out, in)`` -> Flax kernel ``(in, out)``
 * ``conv1d``: the MLP-Mixer's token-mixing ``Conv1d(kernel_size=1)`` weight
   ``(out, in, 1)`` -> Flax kernel ``(in, out)``
+* ``conv_time``: PIPs++'s ``Conv1d`` over time, weight ``(out, in, k)`` -> Flax
+  kernel ``(k, in, out)``
 * ``vector``: biases and norm scales, unchanged (norm ``weight`` becomes ``scale``).
 
 Conversion fails with one :class:`CheckpointError` that lists every unused key,
@@ -25,9 +33,9 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from pips_jax.config import ModelConfig
+from pips_jax.config import ModelConfig, Pips2Config, config_class
 from pips_jax.errors import CheckpointError
-from pips_jax.model.pips import Params, Pips
+from pips_jax.model.pips import Params
 
 
 class Entry(NamedTuple):
@@ -35,7 +43,7 @@ class Entry(NamedTuple):
 
     torch_key: str
     flax_path: tuple[str, ...]
-    kind: str  # "conv2d" | "linear" | "conv1d" | "vector"
+    kind: str  # "conv2d" | "linear" | "conv1d" | "conv_time" | "vector"
 
 
 def _layer(torch_prefix: str, flax_path: tuple[str, ...], weight_kind: str) -> list[Entry]:
@@ -90,6 +98,56 @@ def key_mapping(config: ModelConfig) -> list[Entry]:
     return out
 
 
+def pips2_key_mapping(config: Pips2Config) -> list[Entry]:
+    """Every tensor of the original PIPs++ ``Pips`` state_dict that its forward uses,
+    for ``config``, in state_dict order (the unused ``norm.*`` GroupNorm is
+    :data:`PIPS2_UNUSED_KEYS`)."""
+    out = encoder_key_mapping(config)
+    out += _layer("delta_block.first_block_conv.conv", ("delta_block", "first_conv"), "conv_time")
+    for i in range(config.delta_blocks):
+        for conv in ("conv1", "conv2"):
+            out += _layer(
+                f"delta_block.basicblock_list.{i}.{conv}.conv",
+                ("delta_block", f"block_{i}", conv),
+                "conv_time",
+            )
+    out += _layer("delta_block.dense", ("delta_block", "head"), "linear")
+    return out
+
+
+#: Keys of the PIPs++ state_dict its forward never reads: ``Pips.norm``, a GroupNorm
+#: the original constructs and does not call. Conversion accepts and reports them.
+PIPS2_UNUSED_KEYS = ("norm.weight", "norm.bias")
+
+
+#: A key prefix only each family's state_dict has.
+FAMILY_MARKERS = {"pips": "delta_block.to_delta.", "pips2": "delta_block.first_block_conv."}
+
+
+def detect_family(state_dict: Mapping[str, object]) -> str:
+    """``"pips"`` or ``"pips2"``, read from a state_dict's keys (:data:`FAMILY_MARKERS`).
+
+    Raises:
+        CheckpointError: the keys are of neither family.
+    """
+    found = [
+        f for f, marker in FAMILY_MARKERS.items() if any(k.startswith(marker) for k in state_dict)
+    ]
+    if len(found) != 1:
+        sample = ", ".join(list(state_dict)[:4])
+        raise CheckpointError(
+            "state_dict is neither a PIPs checkpoint (delta_block.to_delta.*) nor a PIPs++ "
+            f"one (delta_block.first_block_conv.*); found {len(state_dict)} keys ({sample}, ...)"
+        )
+    return found[0]
+
+
+def ignored_keys(state_dict: Mapping[str, object]) -> list[str]:
+    """The keys of ``state_dict`` that conversion accepts but the forward never reads
+    (PIPs++'s :data:`PIPS2_UNUSED_KEYS`)."""
+    return [k for k in state_dict if k in PIPS2_UNUSED_KEYS]
+
+
 def to_flax(array: np.ndarray, kind: str) -> np.ndarray:
     """Rearranges one original array into its Flax layout."""
     if kind == "conv2d":
@@ -98,6 +156,8 @@ def to_flax(array: np.ndarray, kind: str) -> np.ndarray:
         return np.transpose(array, (1, 0))
     if kind == "conv1d":
         return np.transpose(array[:, :, 0], (1, 0))
+    if kind == "conv_time":
+        return np.transpose(array, (2, 1, 0))
     return array
 
 
@@ -112,6 +172,9 @@ def torch_shape(flax_shape: tuple[int, ...], kind: str) -> tuple[int, ...]:
     if kind == "conv1d":
         i, o = flax_shape
         return (o, i, 1)
+    if kind == "conv_time":
+        k, i, o = flax_shape
+        return (o, i, k)
     return tuple(flax_shape)
 
 
@@ -128,24 +191,37 @@ def _set(tree: dict, path: tuple[str, ...], value: np.ndarray) -> None:
 
 
 def convert_state_dict(
-    state_dict: Mapping[str, np.ndarray], config: ModelConfig | None = None
+    state_dict: Mapping[str, np.ndarray], config: ModelConfig | Pips2Config | None = None
 ) -> Params:
-    """Converts an original PIPs state_dict to a Flax parameter tree.
+    """Converts an original PIPs or PIPs++ state_dict to a Flax parameter tree.
 
     Args:
         state_dict: ``{key: array}`` as saved by the original (``model_state_dict``),
             arrays in PyTorch layouts.
-        config: the model the checkpoint is for (default: the released model).
+        config: the model the checkpoint is for (default: the released model of the
+            family :func:`detect_family` reads from the keys). PIPs++'s unused
+            ``norm.*`` (:data:`PIPS2_UNUSED_KEYS`) is accepted and left out.
 
     Returns:
-        Nested dict of float32 NumPy arrays matching ``Pips(config).init`` exactly.
+        Nested dict of float32 NumPy arrays matching ``model_for(config).init`` exactly.
 
     Raises:
-        CheckpointError: listing every unused key, missing key and shape mismatch.
+        CheckpointError: the state_dict is of the other family than ``config``'s, or
+            a list of every unused key, missing key and shape mismatch.
     """
-    config = config or ModelConfig()
-    shapes = Pips(config).param_shapes()
-    mapping = key_mapping(config)
+    from pips_jax.model.families import model_for
+
+    family = detect_family(state_dict)
+    config = config or config_class(family)()
+    if family != config.family:
+        found = config_class(family)
+        raise CheckpointError(
+            f"state_dict is a {found.label} checkpoint ({FAMILY_MARKERS[family]}*), "
+            f"expected {config.label} ({FAMILY_MARKERS[config.family]}*); "
+            f"convert it as --model {family}"
+        )
+    shapes = model_for(config).param_shapes()
+    mapping = key_mapping(config) if family == "pips" else pips2_key_mapping(config)
     mapped_paths = {e.flax_path for e in mapping}
     all_paths = {
         tuple(k.key for k in path) for path, _ in jax.tree_util.tree_flatten_with_path(shapes)[0]
@@ -175,6 +251,8 @@ def convert_state_dict(
             np.ascontiguousarray(to_flax(array, entry.kind), dtype=np.float32),
         )
     known = {e.torch_key for e in mapping}
+    if family == "pips2":
+        known.update(PIPS2_UNUSED_KEYS)
     unused = [k for k in state_dict if k not in known]
     if missing or mismatched or unused:
         parts = []
@@ -185,7 +263,8 @@ def convert_state_dict(
         if mismatched:
             parts.append(f"{len(mismatched)} shape mismatches: {'; '.join(mismatched)}")
         raise CheckpointError(
-            f"state_dict does not match the PIPs model {config.to_json()}: " + " | ".join(parts)
+            f"state_dict does not match the {config.label} model {config.to_json()}: "
+            + " | ".join(parts)
         )
     return params
 
@@ -193,7 +272,8 @@ def convert_state_dict(
 def convert_checkpoint(
     src: str | os.PathLike,
     dst: str | os.PathLike,
-    config: ModelConfig | None = None,
+    config: ModelConfig | Pips2Config | None = None,
+    family: str | None = None,
 ) -> Path:
     """Converts an original ``.pth`` checkpoint to a pips-jax ``.safetensors`` file.
 
@@ -204,23 +284,34 @@ def convert_checkpoint(
     Args:
         src: the original checkpoint, e.g. ``model-000200000.pth``.
         dst: output file; if an existing folder, ``<dst>/<src stem>.safetensors``.
-        config: model configuration of the checkpoint (default: the released model,
-            stride 4). The stride is not stored in the weights: give the one the
-            checkpoint was trained with.
+        config: model configuration of the checkpoint (default: the released model
+            of ``family``, for PIPs stride 4). The stride is not stored in the
+            weights: give the one the checkpoint was trained with.
+        family: ``"pips"`` or ``"pips2"`` to insist on one (default: read from the
+            keys, :func:`detect_family`); a checkpoint of the other family fails.
 
     Returns:
-        The written path.
+        The written path. Its metadata names the family and the ignored keys.
     """
     from pips_jax.checkpoint.pth import load_state_dict
     from pips_jax.checkpoint.store import load_params, save_params
 
-    config = config or ModelConfig()
     src, dst = Path(src), Path(dst)
     if dst.is_dir():
         dst = dst / f"{src.stem}.safetensors"
     digest = hashlib.sha256(src.read_bytes()).hexdigest() if src.is_file() else ""
-    params = convert_state_dict(load_state_dict(src), config)
-    save_params(dst, params, config, {"source": src.name, "source_sha256": digest})
+    state_dict = load_state_dict(src)
+    if config is None:
+        config = config_class(family or detect_family(state_dict))()
+    elif family is not None and family != config.family:
+        raise CheckpointError(
+            f"model family {family!r} given with a {config.label} config ({config.family!r})"
+        )
+    params = convert_state_dict(state_dict, config)
+    meta = {"source": src.name, "source_sha256": digest}
+    if ignored_keys(state_dict):
+        meta["ignored_keys"] = ",".join(ignored_keys(state_dict))
+    save_params(dst, params, config, meta)
     loaded, _, _ = load_params(dst, config)
     for key, value in flatten_pairs(params):
         if not np.array_equal(value, _get(loaded, key)):  # pragma: no cover - disk corruption

@@ -7,7 +7,10 @@ tensor per parameter, named by its Flax path joined with ``/`` (for example
 metadata holds:
 
 * ``format``: ``"pips-jax"``; ``format_version``: ``"1"``;
-* ``config``: the :class:`ModelConfig` as JSON;
+* ``config``: the model's config (:class:`~pips_jax.config.ModelConfig` or
+  :class:`~pips_jax.config.Pips2Config`) as JSON;
+* ``family``: ``"pips"`` or ``"pips2"``, the config's family (files written before
+  PIPs++ existed have none and are PIPs);
 * any extra string fields given to :func:`save_params` (for example ``source``).
 
 Any safetensors reader (NumPy, PyTorch, ...) can read the file; loading executes no
@@ -29,10 +32,11 @@ from safetensors import SafetensorError
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
-from pips_jax.config import ModelConfig
-from pips_jax.errors import CheckpointError
+from pips_jax.config import FAMILIES, ModelConfig, Pips2Config
+from pips_jax.errors import CheckpointError, InputError
 from pips_jax.files import atomic_write_bytes
-from pips_jax.model.pips import Params, Pips
+from pips_jax.model.families import model_for
+from pips_jax.model.pips import Params
 
 FORMAT = "pips-jax"
 FORMAT_VERSION = "1"
@@ -64,14 +68,14 @@ def unflatten(flat: Mapping[str, np.ndarray]) -> dict:
 def save_params(
     path: str | os.PathLike,
     params: Params,
-    config: ModelConfig,
+    config: ModelConfig | Pips2Config,
     metadata: Mapping[str, str] | None = None,
 ) -> Path:
     """Saves parameters and their config as a ``.safetensors`` file (atomically).
 
     Args:
         path: output file.
-        params: Flax parameter tree of ``Pips(config)``.
+        params: Flax parameter tree of ``model_for(config)``.
         config: the model configuration, stored in the header.
         metadata: extra string fields for the header.
 
@@ -79,7 +83,12 @@ def save_params(
         The written path.
     """
     flat = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in flatten(params).items()}
-    header = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": config.to_json()}
+    header = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "family": config.family,
+        "config": config.to_json(),
+    }
     header.update({str(k): str(v) for k, v in (metadata or {}).items()})
     atomic_write_bytes(path, st_save(flat, metadata=header))
     return Path(path)
@@ -115,8 +124,8 @@ def read_metadata(data: bytes, path: str | os.PathLike) -> dict[str, str]:
 
 
 def load_params(
-    path: str | os.PathLike, config: ModelConfig | None = None
-) -> tuple[Params, ModelConfig, dict[str, str]]:
+    path: str | os.PathLike, config: ModelConfig | Pips2Config | None = None
+) -> tuple[Params, ModelConfig | Pips2Config, dict[str, str]]:
     """Loads a file written by :func:`save_params` and checks it against the model.
 
     Args:
@@ -136,11 +145,22 @@ def load_params(
     except OSError as e:
         raise CheckpointError(f"cannot read parameters {path}: {e.strerror or e}") from None
     meta = read_metadata(data, path)
+    family = meta.get("family", "pips")
+    if family not in FAMILIES:
+        raise CheckpointError(
+            f"{path}: unknown model family {family!r} in metadata; expected one of "
+            f"{', '.join(FAMILIES)}"
+        )
     try:
-        stored = ModelConfig.from_json(meta["config"])
-    except (KeyError, ValueError, TypeError) as e:
+        stored = FAMILIES[family].from_json(meta["config"])
+    except (KeyError, ValueError, TypeError, InputError) as e:
         raise CheckpointError(f"{path}: invalid model config in metadata ({e})") from None
     if config is not None and config != stored:
+        if config.family != stored.family:
+            raise CheckpointError(
+                f"{path}: parameters are {stored.label} weights, expected {config.label} "
+                f"weights ({config.family!r})"
+            )
         raise CheckpointError(
             f"{path}: parameters are for model {stored.to_json()}, expected {config.to_json()}"
         )
@@ -148,7 +168,7 @@ def load_params(
         flat = st_load(data)
     except (SafetensorError, ValueError) as e:
         raise CheckpointError(f"{path}: corrupt safetensors data ({e})") from None
-    expected = {k: tuple(v.shape) for k, v in flatten(Pips(stored).param_shapes()).items()}
+    expected = {k: tuple(v.shape) for k, v in flatten(model_for(stored).param_shapes()).items()}
     found = {k: tuple(v.shape) for k, v in flat.items()}
     if expected != found:
         missing = sorted(set(expected) - set(found))

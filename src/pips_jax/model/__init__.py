@@ -1,1 +1,1 @@
-"""The PIPs network: encoder, correlation pyramid, MLP-Mixer refinement."""
+"""The two model families, PIPs and PIPs++: encoder, correlation pyramid, refinement."""

@@ -119,46 +119,31 @@ class PipsOutput(NamedTuple):
     feat_init: Array
 
 
-class Pips:
-    """PIPs as pure functions of its parameters.
+class EncoderStages:
+    """The stages both families share, as pure functions of the parameters: encoding
+    frames with the BasicEncoder, the correlation pyramid and point features.
+    Subclasses set :attr:`net_class`, a Flax module with an ``encode`` method."""
 
-    Example::
+    net_class: Any = None
 
-        model = Pips(ModelConfig())
-        params = model.init(jax.random.key(0))          # or load converted weights
-        out = jax.jit(model.forward, static_argnames="iters")(params, frames, xys, iters=6)
-        tracks = out.coords[-1]                          # (B, S, N, 2), (x, y) pixels
-
-    Stages, for callers that drive the loop themselves (long videos, training):
-    :meth:`encode`, :meth:`pyramid`, :meth:`point_features`, :meth:`step`,
-    :meth:`visibility`.
-    """
-
-    def __init__(self, config: ModelConfig | None = None, compute_dtype: Any = jnp.float32):
+    def __init__(self, config: Any = None, compute_dtype: Any = jnp.float32):
         """Args:
         config: the architecture (default: the released model).
         compute_dtype: ``float32`` (default, exact) or ``bfloat16``: convolutions and
             dense layers then round their inputs and weights to bfloat16 and
             accumulate in float32; norms, correlations and coordinates stay float32.
         """
-        self.config = config or ModelConfig()
+        self.config = config or self.default_config()
         self.compute_dtype = jnp.dtype(compute_dtype)
         if self.compute_dtype not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16)):
             raise InputError(
                 f"compute_dtype: expected float32 or bfloat16, got {self.compute_dtype}"
             )
-        self.net = PipsNet(self.config, self.compute_dtype)
+        self.net = self.net_class(self.config, self.compute_dtype)
 
-    # ---------------------------------------------------------------- parameters
-    def init(self, rng: Array, image_size: tuple[int, int] | None = None) -> Params:
-        """Randomly initialised parameters (Flax defaults), ``{"fnet": ..., ...}``."""
-        cfg = self.config
-        h, w = image_size or (cfg.stride * cfg.min_feature_size * 2,) * 2
-        images = jnp.zeros((1, h, w, 3), jnp.float32)
-        ffeats = jnp.zeros((1, cfg.S, cfg.latent_dim), jnp.float32)
-        fcorrs = jnp.zeros((1, cfg.S, cfg.corr_dim), jnp.float32)
-        flows = jnp.zeros((1, cfg.S, 3), jnp.float32)
-        return self.net.init(rng, images, ffeats, fcorrs, flows)["params"]
+    @staticmethod
+    def default_config() -> Any:
+        raise NotImplementedError
 
     def param_shapes(self) -> Params:
         """The parameter tree as ``jax.ShapeDtypeStruct`` leaves, computing nothing."""
@@ -183,7 +168,7 @@ class Pips:
         if per_frame:
             fmaps = self.encode_images(params, images)
         else:
-            fmaps = self.net.apply({"params": params}, images, method=PipsNet.encode)
+            fmaps = self.net.apply({"params": params}, images, method=self.net_class.encode)
         return fmaps.reshape(*lead, *fmaps.shape[1:])
 
     def encode_images(self, params: Params, images: Array) -> Array:
@@ -196,7 +181,7 @@ class Pips:
         ``benchmarks/README.md``).
         """
         encode_one = lambda im: self.net.apply(  # noqa: E731
-            {"params": params}, im[None], method=PipsNet.encode
+            {"params": params}, im[None], method=self.net_class.encode
         )[0]
         return jax.lax.map(encode_one, images)
 
@@ -216,6 +201,39 @@ class Pips:
             as the original's ``bilinear_sample2d``.
         """
         return jax.vmap(sample_clamped)(fmap, xys / float(self.config.stride))
+
+
+class Pips(EncoderStages):
+    """PIPs as pure functions of its parameters.
+
+    Example::
+
+        model = Pips(ModelConfig())
+        params = model.init(jax.random.key(0))          # or load converted weights
+        out = jax.jit(model.forward, static_argnames="iters")(params, frames, xys, iters=6)
+        tracks = out.coords[-1]                          # (B, S, N, 2), (x, y) pixels
+
+    Stages, for callers that drive the loop themselves (long videos, training):
+    :meth:`encode`, :meth:`pyramid`, :meth:`point_features`, :meth:`step`,
+    :meth:`visibility`.
+    """
+
+    net_class = PipsNet
+
+    @staticmethod
+    def default_config() -> ModelConfig:
+        return ModelConfig()
+
+    # ---------------------------------------------------------------- parameters
+    def init(self, rng: Array, image_size: tuple[int, int] | None = None) -> Params:
+        """Randomly initialised parameters (Flax defaults), ``{"fnet": ..., ...}``."""
+        cfg = self.config
+        h, w = image_size or (cfg.stride * cfg.min_feature_size * 2,) * 2
+        images = jnp.zeros((1, h, w, 3), jnp.float32)
+        ffeats = jnp.zeros((1, cfg.S, cfg.latent_dim), jnp.float32)
+        fcorrs = jnp.zeros((1, cfg.S, cfg.corr_dim), jnp.float32)
+        flows = jnp.zeros((1, cfg.S, 3), jnp.float32)
+        return self.net.init(rng, images, ffeats, fcorrs, flows)["params"]
 
     def step(
         self,
@@ -315,18 +333,18 @@ class Pips:
             raise InputError(
                 f"fmaps: expected (B, {cfg.S}, H', W', {cfg.latent_dim}), got {tuple(fmaps.shape)}"
             )
-        _check_shape("xys", xys, (b, xys.shape[1], 2))
+        check_shape("xys", xys, (b, xys.shape[1], 2))
         n = xys.shape[1]
         pyramid = self.pyramid(fmaps)
         if coords_init is None:
             coords = jnp.broadcast_to(xys[:, None].astype(jnp.float32), (b, s, n, 2))
         else:
-            _check_shape("coords_init", coords_init, (b, s, n, 2))
+            check_shape("coords_init", coords_init, (b, s, n, 2))
             coords = coords_init.astype(jnp.float32)
         if feat_init is None:
             feat_init = self.point_features(fmaps[:, 0], coords[:, 0])
         else:
-            _check_shape("feat_init", feat_init, (b, n, cfg.latent_dim))
+            check_shape("feat_init", feat_init, (b, n, cfg.latent_dim))
         ffeats = jnp.broadcast_to(feat_init[:, None], (b, s, n, cfg.latent_dim))
 
         def body(carry: tuple[Array, Array], _: None) -> tuple[tuple[Array, Array], Array]:
@@ -419,13 +437,14 @@ class TrainOutput(NamedTuple):
 
 
 # ---------------------------------------------------------------------- checks
-def _check_shape(name: str, x: Array, shape: tuple[int, ...]) -> None:
+def check_shape(name: str, x: Array, shape: tuple[int, ...]) -> None:
     if tuple(x.shape) != tuple(shape):
         raise InputError(f"{name}: expected shape {tuple(shape)}, got {tuple(x.shape)}")
 
 
-def check_frames(frames: Array, config: ModelConfig) -> None:
-    """Raises :class:`InputError` unless frames are ``(B, S, H, W, 3)`` uint8 of a usable size."""
+def check_frames(frames: Array, config: Any) -> None:
+    """Raises :class:`InputError` unless frames are ``(B, S, H, W, 3)`` uint8 of a usable
+    size: S is PIPs' own window length, or any S >= 2 for PIPs++."""
     if frames.ndim != 5:
         raise InputError(
             f"frames: expected a (B, S, H, W, 3) array, got {frames.ndim} dims {tuple(frames.shape)}"
@@ -437,8 +456,10 @@ def check_frames(frames: Array, config: ModelConfig) -> None:
         )
     if frames.dtype != jnp.uint8:
         raise InputError(f"frames: expected dtype uint8 (0..255 RGB), got {frames.dtype}")
-    if s != config.S:
+    if config.family == "pips" and s != config.S:
         raise InputError(f"frames: expected S={config.S} frames per clip, got {s}")
+    if s < 2:
+        raise InputError(f"frames: expected a window of at least 2 frames, got {s}")
     min_side = config.stride * config.min_feature_size
     if h < min_side or w < min_side:
         raise InputError(

@@ -1,4 +1,5 @@
-"""The sin/cos embedding of (flow x, flow y, time) fed to the PIPs mixer."""
+"""The sin/cos embeddings of trajectories' motion: PIPs' of (flow x, flow y, time)
+fed to its mixer, and PIPs++'s of the per-frame flow (x, y) fed to its delta_block."""
 
 from __future__ import annotations
 
@@ -58,3 +59,31 @@ def torch_linspace(start: float, end: float, steps: int) -> np.ndarray:
         else:
             out[i] = end32 - step * np.float32(steps - i - 1)
     return out
+
+
+def sincos_frequencies_2d(channels: int, temperature: float = 10000.0) -> np.ndarray:
+    """Frequencies of the original PIPs++ ``posemb_sincos_2d_xy``:
+    ``1 / temperature ** (k / (C/4 - 1))`` for ``k = 0 .. C/4 - 1`` (float32), from 1
+    down to ``1 / temperature``."""
+    quarter = channels // 4
+    omega = np.arange(quarter, dtype=np.float32) / np.float32(quarter - 1)
+    return (np.float32(1.0) / (np.float32(temperature) ** omega)).astype(np.float32)
+
+
+def sincos_embedding_2d(xy: Array, channels: int, temperature: float = 10000.0) -> Array:
+    """Embeds ``(x, y)`` with blocked sin/cos and appends the raw values (PIPs++).
+
+    Args:
+        xy: ``(..., 2)`` values, in PIPs++ the flow ``coords[t+1] - coords[t]`` in
+            feature-map pixels (input pixels / stride).
+        channels: embedding channels, a multiple of 4.
+        temperature: the frequencies run from 1 to ``1 / temperature``.
+
+    Returns:
+        ``(..., channels + 2)``: ``[sin(x w) | cos(x w) | sin(y w) | cos(y w) | x, y]``,
+        each block ``channels / 4`` wide over the frequencies ``w`` in order.
+    """
+    freqs = jnp.asarray(sincos_frequencies_2d(channels, temperature))
+    x = xy[..., 0:1] * freqs
+    y = xy[..., 1:2] * freqs
+    return jnp.concatenate([jnp.sin(x), jnp.cos(x), jnp.sin(y), jnp.cos(y), xy], axis=-1)
