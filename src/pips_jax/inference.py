@@ -22,6 +22,13 @@ from pips_jax.errors import InputError
 #: ``(H, W)`` frames of 256x256 clips (``demo``, ``eval``) are resized to for the model
 #: when neither the user nor the weights' card says otherwise (TAP-Vid's size).
 DEFAULT_CLIP_RESOLUTION = (256, 256)
+#: Each family's defaults where neither the user nor the weights' card chooses: PIPs'
+#: the original demo's; PIPs++'s the original evaluation's (``test_on_tap.py``: 16
+#: iterations, frames resized to 512x896; the tracker's window defaults to its 128).
+FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "pips": {"iters": DEFAULT_ITERS, "clip_resolution": DEFAULT_CLIP_RESOLUTION},
+    "pips2": {"iters": 16, "clip_resolution": (512, 896)},
+}
 #: The compute precisions the tracker runs in (float32 is exact).
 PRECISIONS = ("float32", "bfloat16")
 
@@ -73,34 +80,43 @@ class InferenceSettings:
         video_resolution: tuple[int, int] | None = None,
         precision: str | None = None,
         window: int | None = None,
+        family: str = "pips",
     ) -> InferenceSettings:
         """The settings of one run: each argument given wins, else the card's choice
-        (its ``iters`` and ``input_resolution``), else the default.
+        (its ``iters`` and ``input_resolution``), else the family's default
+        (:data:`FAMILY_DEFAULTS`).
 
         Args:
             card: the weights' card (:attr:`pips_jax.weights.Weights.card`; empty for
                 weights without one).
             iters, clip_resolution, video_resolution, precision, window: the user's
                 values, or None.
+            family: the weights' model family, ``"pips"`` or ``"pips2"``.
         """
-        defaults = cls()
+        if family not in FAMILY_DEFAULTS:
+            raise InputError(
+                f"model family: expected one of {', '.join(FAMILY_DEFAULTS)}, found {family!r}"
+            )
+        defaults = FAMILY_DEFAULTS[family]
         card_resolution = card.get("input_resolution")
         return cls(
-            iters=_first(iters, card.get("iters"), defaults.iters),
+            iters=_first(iters, card.get("iters"), defaults["iters"]),
             clip_resolution=_first(
                 clip_resolution,
                 tuple(card_resolution) if card_resolution else None,
-                defaults.clip_resolution,
+                defaults["clip_resolution"],
             ),
             video_resolution=video_resolution,
-            precision=_first(precision, defaults.precision),
+            precision=_first(precision, cls.precision),
             window=window,
         )
 
     def describe(self, weights: str) -> str:
         """A one-line label of weights run with these settings, for messages and
-        reports: ``"<weights>; iterations per window: N"``."""
-        return f"{weights}; iterations per window: {self.iters}"
+        reports: ``"<weights>; iterations per window: N"`` (and the window length
+        where one is set)."""
+        window = f"; window: {self.window} frames" if self.window is not None else ""
+        return f"{weights}; iterations per window: {self.iters}{window}"
 
 
 def _first(*values: Any) -> Any:

@@ -31,6 +31,21 @@ PIPs refines S-frame windows (S = 8). Long videos are chained the way the origin
 7. Frames before a point's query frame are tracked the same way on the time-reversed
    video, so every query gets a full track.
 
+PIPs++ windows
+--------------
+With PIPs++ weights (:class:`~pips_jax.config.Pips2Config`) the windows are chained
+exactly as the original's ``test_on_tap.py`` does it, for each query frame's points
+at once (:func:`pips2_windows`): windows of ``window`` frames from the query frame
+that overlap by one frame, the last one shifted back to end at the last frame (a pass
+shorter than ``window`` is one window of its length); each window starts from the
+trajectory predicted so far and, beyond it, the last predicted position (zero
+velocity); the three templates a window returns are the next window's ``feat_init``,
+sliced to its length. Frames are encoded once and shared as for PIPs; the time-reversed
+pass serves the frames before each query. PIPs++ predicts no visibility:
+``TrackResult.has_visibility`` is False, a point is visible wherever its predicted
+position lies on the frame, and ``confidence`` is NaN. Each distinct window length
+compiles once (passes shorter than ``window`` start near the end of a video).
+
 What the tracker adds to the model's output
 -------------------------------------------
 * **Visibility is honest about the frame.** A point is visible where the model's
@@ -90,10 +105,11 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from pips_jax import interrupts, runtime
-from pips_jax.config import DEFAULT_ITERS, ModelConfig
+from pips_jax.config import DEFAULT_ITERS, ModelConfig, Pips2Config
 from pips_jax.errors import InputError, PipsWarning
 from pips_jax.inference import InferenceSettings
-from pips_jax.model.pips import Params, Pips
+from pips_jax.model.families import model_for
+from pips_jax.model.pips import Params
 from pips_jax.ops.frame import (
     ASPECT_TOLERANCE,
     aspect_distortion,
@@ -106,8 +122,35 @@ from pips_jax.tracks_io import TrackResult
 
 DEFAULT_PIXELS = 360 * 640
 """Pixels of the default working resolution (the original demo's 360x640), at the input's aspect ratio."""
+PIPS2_PIXELS = 512 * 896
+"""Pixels of PIPs++'s default working resolution (the original evaluation's 512x896)."""
 FEATURE_MEMORY_BYTES = 4 << 30  # above this the feature maps go to a memory-mapped file
 VISIBILITY_THRESHOLD = 0.5
+#: PIPs++'s window length when none is set: the original's evaluation
+#: (``test_on_tap.py``, ``S = 128``).
+PIPS2_WINDOW = 128
+
+
+def pips2_windows(length: int, window: int) -> list[tuple[int, int]]:
+    """The ``[start, end)`` windows PIPs++'s ``test_on_tap.py`` runs through a pass of
+    ``length`` frames: ``window`` frames each, overlapping by one frame, the last one
+    shifted back (not before 0) so that it ends at the last frame.
+
+    For 39 frames and windows of 16: ``[(0, 16), (15, 31), (23, 39)]``.
+    """
+    if window < 2:
+        raise InputError(f"window: expected at least 2 frames, found {window}")
+    out = []
+    cur = 0
+    while True:
+        end = cur + window
+        if end > length:
+            cur = max(cur - (end - length), 0)
+            end = length
+        out.append((cur, end))
+        if end >= length:
+            return out
+        cur += window - 1
 
 
 def grid_queries(
@@ -258,6 +301,36 @@ def check_queries(
     return q.astype(np.float32)
 
 
+def check_window(window: int | None, config: ModelConfig | Pips2Config) -> int:
+    """The window length a tracker of ``config``'s family runs: PIPs its own S (a
+    ``window`` given must equal it), PIPs++ ``window`` (default :data:`PIPS2_WINDOW`).
+
+    Raises:
+        InputError: a PIPs window other than S, or a PIPs++ window below 2 frames.
+    """
+    if window is not None and (
+        not isinstance(window, (int, np.integer)) or isinstance(window, bool)
+    ):
+        raise InputError(f"window: expected an integer number of frames, found {window!r}")
+    if config.family == "pips":
+        if window is not None and window != config.S:
+            raise InputError(
+                f"window: PIPs runs windows of its S={config.S} frames, found {window}; "
+                "the window length is a PIPs++ setting"
+            )
+        return int(config.S)
+    window = PIPS2_WINDOW if window is None else int(window)
+    if window < 2:
+        raise InputError(f"window: PIPs++ needs windows of at least 2 frames, found {window}")
+    return window
+
+
+def default_pixels(config: ModelConfig | Pips2Config) -> int:
+    """Pixels of the default working resolution: the original demo's 360x640 for PIPs,
+    the original evaluation's 512x896 for PIPs++ (at each video's aspect ratio)."""
+    return DEFAULT_PIXELS if config.family == "pips" else PIPS2_PIXELS
+
+
 def check_resolution(resolution: tuple[int, int], config: ModelConfig) -> tuple[int, int]:
     """The working resolution must be a multiple of the stride and fit the pyramid."""
     h, w = (int(v) for v in resolution)
@@ -278,13 +351,14 @@ def working_resolution(
 
     ``resolution`` forces one (checked against the model; a warning when it stretches
     the frames by more than :data:`~pips_jax.ops.frame.ASPECT_TOLERANCE`). Without
-    it: the input's aspect ratio at about :data:`DEFAULT_PIXELS` pixels (the original
-    demo's 360x640), each side a multiple of the stride, so a 720x1280 or 480x854
-    video runs at 360x640 and a portrait 480x368 one at 548x420.
+    it: the input's aspect ratio at about :func:`default_pixels` pixels (for PIPs the
+    original demo's 360x640, for PIPs++ the original evaluation's 512x896), each side a
+    multiple of the stride, so with PIPs a 720x1280 or 480x854 video runs at 360x640
+    and a portrait 480x368 one at 548x420.
     """
     if resolution is None:
         return resolution_for(
-            size, DEFAULT_PIXELS, config.stride, config.stride * config.min_feature_size
+            size, default_pixels(config), config.stride, config.stride * config.min_feature_size
         )
     res = check_resolution(resolution, config)
     stretch = aspect_distortion(size, res)
@@ -547,8 +621,9 @@ class Tracker:
         result.tracks      # (N, T, 2) (x, y) input pixels
 
     Args:
-        params: parameters of ``Pips(config)``.
-        config: the model configuration.
+        params: parameters of ``model_for(config)``.
+        config: the model configuration, :class:`~pips_jax.config.ModelConfig` (PIPs)
+            or :class:`~pips_jax.config.Pips2Config` (PIPs++).
         resolution: ``(H, W)`` every video is resized to before encoding; ``None``
             (default): each video's own aspect ratio at about 360x640's pixel count
             (:func:`working_resolution`). Each side a multiple of the stride.
@@ -566,6 +641,8 @@ class Tracker:
             track the same video and queries; each gets the full result. Chunk sizes
             are padded to multiples of its device count, and ``encode_batch`` is
             rounded up to one.
+        window: PIPs++ only: frames per window (default :data:`PIPS2_WINDOW`, the
+            original's evaluation); PIPs runs its own S-frame windows.
     """
 
     def __init__(
@@ -580,9 +657,11 @@ class Tracker:
         encode_batch: int = 8,
         compute_dtype: Any = "float32",
         mesh: Mesh | None = None,
+        window: int | None = None,
     ):
         self.config = config or ModelConfig()
-        self.model = Pips(self.config, compute_dtype=compute_dtype)
+        self.model = model_for(self.config, compute_dtype=compute_dtype)
+        self.window = check_window(window, self.config)
         self.mesh = check_mesh(runtime.local_mesh("points") if mesh is None else mesh)
         self._axis = self.mesh.axis_names[0]
         self._replicated = NamedSharding(self.mesh, P())
@@ -603,14 +682,25 @@ class Tracker:
             self._encode_sharded, static_argnames="resolution", out_shardings=self._replicated
         )
         points = P(self._axis)
-        self._window = jax.jit(
-            self._sharded(self._window_impl, (P(), P(), points, points), P(None, self._axis)),
-            out_shardings=self._replicated,
-        )
+        if self.has_visibility:
+            self._window = jax.jit(
+                self._sharded(self._window_impl, (P(), P(), points, points), P(None, self._axis)),
+                out_shardings=self._replicated,
+            )
+        else:
+            self._window = jax.jit(
+                self._sharded(self._window2_impl, (P(), P(), points, points), points),
+                out_shardings=self._replicated,
+            )
         self._sample = jax.jit(
             self._sharded(self._sample_impl, (P(), points), points),
             out_shardings=self._replicated,
         )
+
+    @property
+    def has_visibility(self) -> bool:
+        """Whether the model predicts visibility (PIPs does, PIPs++ does not)."""
+        return self.config.family == "pips"
 
     @property
     def device_count(self) -> int:
@@ -657,19 +747,16 @@ class Tracker:
                 ``progress``, ``mesh``, ...).
 
         Raises:
-            InputError: ``settings.window`` is not the model's S (PIPs runs S-frame
-                windows).
+            InputError: ``settings.window`` is not PIPs' S (PIPs runs S-frame windows),
+                or below 2 frames for PIPs++.
         """
-        if settings.window is not None and settings.window != config.S:
-            raise InputError(
-                f"window: PIPs runs windows of its S={config.S} frames, found {settings.window}"
-            )
         return cls(
             params,
             config,
             resolution=settings.clip_resolution if clips else settings.video_resolution,
             iters=settings.iters,
             compute_dtype=settings.precision,
+            window=settings.window,
             **options,
         )
 
@@ -735,6 +822,22 @@ class Tracker:
             params, fmaps[None], xys[None], self.iters, feat_init=feats[None]
         )
         return out.coords[-1, 0], jax.nn.sigmoid(out.vis_logits[0])
+
+    def _window2_impl(
+        self, params: Params, fmaps: jax.Array, coords: jax.Array, feats: jax.Array
+    ) -> tuple[jax.Array, jax.Array]:
+        """One PIPs++ window: ``(S, h, w, C)`` feature maps, ``(n, S, 2)`` initial
+        trajectories ``(x, y)`` in model pixels (origin at the centre of the top-left
+        pixel; frame 0 the start, kept) and ``(n, 3, S, C)`` templates to ``(n, S, 2)``
+        trajectories in model pixels and the ``(n, 3, S, C)`` templates for the next
+        window."""
+        layout = lambda x: jnp.swapaxes(x, 0, 1)[None]  # noqa: E731  (n, S, .) -> (1, S, n, .)
+        templates = tuple(layout(feats[:, k]) for k in range(3))
+        out = self.model.forward_features(
+            params, fmaps[None], coords[:, 0][None], self.iters, layout(coords), templates
+        )
+        back = jnp.stack([jnp.swapaxes(f[0], 0, 1) for f in out.feats], axis=1)
+        return jnp.swapaxes(out.coords[-1, 0], 0, 1), back
 
     # ------------------------------------------------------------------ public
     def working_resolution(self, size: tuple[int, int]) -> tuple[int, int]:
@@ -883,18 +986,23 @@ class Tracker:
         feats = self._query_features(store, q_t, q_xy)
         tracks = np.zeros((n, t_count, 2), np.float32)
         conf = np.zeros((n, t_count), np.float32)
-        self._chain(store, np.arange(t_count), q_t, q_xy, feats, tracks, conf)
+        chain = self._chain if self.has_visibility else self._chain_pips2
+        chain(store, np.arange(t_count), q_t, q_xy, feats, tracks, conf)
         if backward and np.any(q_t > 0):
             sel = np.nonzero(q_t > 0)[0]
             rev = np.arange(t_count)[::-1].copy()
             b_tracks = np.zeros((len(sel), t_count, 2), np.float32)
             b_conf = np.zeros((len(sel), t_count), np.float32)
-            self._chain(store, rev, t_count - 1 - q_t[sel], q_xy[sel], feats[sel], b_tracks, b_conf)
+            chain(store, rev, t_count - 1 - q_t[sel], q_xy[sel], feats[sel], b_tracks, b_conf)
             before = np.arange(t_count)[None, :] < q_t[sel][:, None]  # (n_sel, T) in real time
             tracks[sel] = np.where(before[..., None], b_tracks[:, ::-1], tracks[sel])
             conf[sel] = np.where(before, b_conf[:, ::-1], conf[sel])
         tracks = to_input_pixels(tracks, size, resolution)
-        visible = (conf > VISIBILITY_THRESHOLD) & inside_frame(tracks, size)
+        if self.has_visibility:
+            visible = (conf > VISIBILITY_THRESHOLD) & inside_frame(tracks, size)
+        else:  # no visibility head: visible wherever the point is on the frame
+            visible = inside_frame(tracks, size)
+            conf = np.full_like(conf, np.nan)
         visible[np.arange(n), q_t] = True  # a query is on a visible point by definition
         return TrackResult(
             tracks=tracks,
@@ -904,6 +1012,7 @@ class Tracker:
             fps=float(fps),
             size=(int(size[0]), int(size[1])),
             resolution=tuple(int(v) for v in resolution),
+            has_visibility=self.has_visibility,
         )
 
     # --------------------------------------------------------------- internals
@@ -983,6 +1092,67 @@ class Tracker:
                     interrupts.check()
         finally:
             bar.close()
+
+    def _chain_pips2(
+        self,
+        store: FeatureStore,
+        frame_ids: np.ndarray,
+        start: np.ndarray,
+        start_xy: np.ndarray,
+        feats: np.ndarray,
+        tracks: np.ndarray,
+        conf: np.ndarray,
+    ) -> None:
+        """PIPs++'s chaining (:func:`pips2_windows`) along ``frame_ids`` (time order of
+        this pass), for the points of each start frame at once; arguments as for
+        :meth:`_chain`, ``conf`` is left as it is (PIPs++ has no visibility)."""
+        del conf
+        t_count = len(frame_ids)
+        bar = _progress(self.progress, None, "track", "window")
+        try:
+            for a in np.unique(start):
+                group = np.nonzero(start == a)[0]
+                length = t_count - int(a)
+                traj = np.repeat(start_xy[group][:, None], length, axis=1)  # n, L, 2
+                if length >= 2:
+                    self._pips2_pass(store, frame_ids[a:], traj, feats[group], bar)
+                tracks[group, a:] = traj
+        finally:
+            bar.close()
+
+    def _pips2_pass(
+        self,
+        store: FeatureStore,
+        frame_ids: np.ndarray,
+        traj: np.ndarray,
+        feats: np.ndarray,
+        bar: Any,
+    ) -> None:
+        """One start frame's points through the ``L = len(frame_ids)`` frames from it:
+        ``traj`` ``(n, L, 2)`` (model pixels, every frame at the query to begin with)
+        is filled in place; ``feats`` ``(n, C)`` are the query features."""
+        n = len(traj)
+        templates: np.ndarray | None = None  # (n, 3, S, C) the last window returned
+        for cur, end in pips2_windows(len(frame_ids), self.window):
+            s_local = end - cur
+            if templates is None:  # the first window: all three are the query feature
+                templates = np.repeat(np.repeat(feats[:, None, None], 3, axis=1), s_local, axis=2)
+            templates = templates[:, :, :s_local]
+            fmaps = self._put(store.window(frame_ids[cur:end]), P())
+            new_templates = np.empty_like(templates)
+            for chunk in self._chunks(np.arange(n)):
+                xy, f = self._window(
+                    self.params,
+                    fmaps,
+                    self._points(traj[chunk, cur:end]),
+                    self._points(templates[chunk]),
+                )
+                traj[chunk, cur:end] = _fetch(xy)[: len(chunk)]
+                new_templates[chunk] = _fetch(f)[: len(chunk)]
+                bar.update(1)
+                interrupts.check()
+            traj[:, end:] = traj[:, end - 1 : end]  # zero velocity beyond the window
+            templates = new_templates
 
 
 def _pad_rows(x: np.ndarray, size: int) -> np.ndarray:

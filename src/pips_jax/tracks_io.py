@@ -29,14 +29,19 @@ class TrackResult:
             centre of the top-left pixel), as predicted: positions off the frame are
             kept, not clamped.
         visibility: ``(N, T)`` bool, True where the point is predicted visible: the
-            model's confidence exceeds 0.5 and the position lies on the frame.
-        confidence: ``(N, T)`` float32 in [0, 1], the model's visibility probability.
+            model's confidence exceeds 0.5 and the position lies on the frame (for a
+            model without visibility, ``has_visibility`` False: wherever the position
+            lies on the frame).
+        confidence: ``(N, T)`` float32 in [0, 1], the model's visibility probability
+            (NaN for a model without visibility).
         queries: ``(N, 3)`` float32 ``(t, x, y)`` query rows, ``t`` an input frame index.
         fps: frames per second of the input (0 if unknown).
         size: ``(H, W)`` of the input video.
         resolution: ``(H, W)`` the model worked at.
         frame_indices: ``(T,)`` int64, the input frame index of each tracked frame
             (``0 .. T-1`` unless a part of the video was selected).
+        has_visibility: whether the model predicted visibility (PIPs does; PIPs++
+            does not, and then ``visibility`` only says where the point is on the frame).
     """
 
     tracks: np.ndarray
@@ -47,6 +52,7 @@ class TrackResult:
     size: tuple[int, int]
     resolution: tuple[int, int]
     frame_indices: np.ndarray | None = None
+    has_visibility: bool = True
 
     def __post_init__(self) -> None:
         if self.frame_indices is None:
@@ -75,7 +81,9 @@ def save_npz(path: str | os.PathLike, result: TrackResult) -> Path:
     bool (False wherever the position is off the frame); ``confidence`` (N, T)
     float32, the model's visibility probability; ``queries`` (N, 3) ``(t, x, y)``;
     ``frames`` (T,) int64 input frame index of each tracked frame; ``fps`` of the
-    input; ``size`` ``(H, W)`` of the input; ``resolution`` ``(H, W)`` the model ran at.
+    input; ``size`` ``(H, W)`` of the input; ``resolution`` ``(H, W)`` the model ran at;
+    ``has_visibility`` bool, False for a model without visibility (PIPs++: then
+    ``visibility`` is True wherever the position is on the frame and ``confidence`` NaN).
     """
     buf = io.BytesIO()
     np.savez(
@@ -88,6 +96,7 @@ def save_npz(path: str | os.PathLike, result: TrackResult) -> Path:
         fps=np.float64(result.fps),
         size=np.asarray(result.size, np.int64),
         resolution=np.asarray(result.resolution, np.int64),
+        has_visibility=np.bool_(result.has_visibility),
     )
     atomic_write_bytes(path, buf.getvalue())
     return Path(path)
@@ -106,6 +115,7 @@ def load_npz(path: str | os.PathLike) -> TrackResult:
             size=tuple(int(v) for v in f["size"]),
             resolution=tuple(int(v) for v in f["resolution"]),
             frame_indices=f["frames"] if "frames" in f else None,
+            has_visibility=bool(f["has_visibility"]) if "has_visibility" in f else True,
         )
 
 
@@ -114,7 +124,8 @@ def save_csv(path: str | os.PathLike, result: TrackResult) -> Path:
 
     ``frame`` is the input frame index, ``x, y`` are input pixels (origin at the centre
     of the top-left pixel, off the frame where the point left it), ``visible`` is 0/1
-    (0 wherever the position is off the frame).
+    (0 wherever the position is off the frame), ``confidence`` empty for a model
+    without visibility (PIPs++).
     """
     n, t = result.visibility.shape
     point = np.repeat(np.arange(n), t)
@@ -124,7 +135,7 @@ def save_csv(path: str | os.PathLike, result: TrackResult) -> Path:
     vis = result.visibility.reshape(-1).astype(int)
     c = result.confidence.reshape(-1)
     lines += [
-        f"{p},{f},{x:.4f},{y:.4f},{v},{cc:.5f}"
+        f"{p},{f},{x:.4f},{y:.4f},{v},{'' if cc != cc else f'{cc:.5f}'}"
         for p, f, (x, y), v, cc in zip(point, frame, xy.tolist(), vis, c.tolist(), strict=True)
     ]
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())

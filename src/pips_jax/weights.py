@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pips_jax.config import ModelConfig
+from pips_jax.config import ModelConfig, Pips2Config, config_class
 from pips_jax.errors import CheckpointError
 from pips_jax.model.pips import Params
 
@@ -28,8 +28,9 @@ class Weights:
     """Parameters with their config, a description of where they came from and their card.
 
     Attributes:
-        params: the parameter tree of ``Pips(config)``.
-        config: the model configuration the parameters belong to.
+        params: the parameter tree of ``model_for(config)``.
+        config: the model configuration the parameters belong to (its family:
+            ``config.family``).
         description: where they came from, for messages.
         card: the weights' card: numbers and choices, among them ``iters`` (refinement
             iterations per window) and ``input_resolution`` (``(H, W)`` the model runs at
@@ -73,11 +74,12 @@ def load_shipped() -> Weights | None:
 
 
 def load_weights(
-    checkpoint: str | Path | None = None, config: ModelConfig | None = None
+    checkpoint: str | Path | None = None, config: ModelConfig | Pips2Config | None = None
 ) -> Weights:
     """Loads ``checkpoint``, or the default weights.
 
-    ``checkpoint`` is an original ``.pth``, a converted ``.safetensors`` or a
+    ``checkpoint`` is an original ``.pth`` (PIPs or PIPs++, the family read from its
+    keys), a converted ``.safetensors`` (the family in its metadata) or a
     ``pips-jax train`` run folder (the parameters of its latest checkpoint, also while
     the run goes on; the run's model config comes with them and ``config`` is unused).
 
@@ -103,12 +105,17 @@ def load_weights(
             params, stored, step = load_run_params(path)
             return Weights(params, stored, f"{path} (pips-jax train run, step {step})")
         if path.suffix == ".pth":
-            from pips_jax.checkpoint.convert import convert_state_dict
+            from pips_jax.checkpoint.convert import convert_state_dict, detect_family
             from pips_jax.checkpoint.pth import load_state_dict
 
-            config = config or ModelConfig()
-            params = convert_state_dict(load_state_dict(path), config)
-            return Weights(params, config, f"{path} (original checkpoint, converted in memory)")
+            state_dict = load_state_dict(path)
+            config = config or config_class(detect_family(state_dict))()
+            params = convert_state_dict(state_dict, config)
+            return Weights(
+                params,
+                config,
+                f"{path} (original {config.label} checkpoint, converted in memory)",
+            )
         params, stored, _ = load_params(path, config)
         return Weights(params, stored, str(path))
     cached = hub.reference_path()

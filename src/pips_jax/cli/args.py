@@ -142,6 +142,16 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
         help="refinement iterations per window (default: the weights' recommended count, else 6)",
     )
     p.add_argument(
+        "--window",
+        type=int_at_least(2, "a number of frames"),
+        default=None,
+        metavar="S",
+        help=(
+            "PIPs++ only: frames per window (default 128, the original's evaluation; "
+            "PIPs runs its own 8-frame windows)"
+        ),
+    )
+    p.add_argument(
         "--precision",
         choices=("float32", "bfloat16"),
         default="float32",
@@ -247,12 +257,25 @@ def load_run_weights(
     ``(H, W)`` or None). With ``announce``, says on stderr which weights run how."""
     import sys
 
+    from pips_jax.errors import InputError
     from pips_jax.inference import InferenceSettings
     from pips_jax.weights import load_weights
 
     weights = load_weights(args.checkpoint)
+    family = weights.config.family
+    window = getattr(args, "window", None)
+    if window is not None and family != "pips2":
+        raise InputError(
+            f"--window {window}: the window length is a PIPs++ setting; {weights.description} "
+            f"are {weights.config.label} weights, which run windows of S={weights.config.S} frames"
+        )
     settings = InferenceSettings.resolve(
-        weights.card, iters=args.iters, precision=args.precision, **resolution
+        weights.card,
+        iters=args.iters,
+        precision=args.precision,
+        window=window,
+        family=family,
+        **resolution,
     )
     if announce:
         print(f"weights: {settings.describe(weights.description)}", file=sys.stderr)
