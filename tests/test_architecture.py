@@ -126,7 +126,9 @@ def test_no_module_imports_a_private_name_of_another():
 def test_the_architecture_document_names_every_module():
     # as code: `tracker.py`, `synthetic/`, `cli/args.py`, `loop.py` (...)
     named = set(
-        re.findall(r"`([A-Za-z0-9_/.]+?)(?:\.py|/)?`", (ROOT / "docs" / "ARCHITECTURE.md").read_text())
+        re.findall(
+            r"`([A-Za-z0-9_/.]+?)(?:\.py|/)?`", (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+        )
     )
     named |= {n.rsplit("/", 1)[-1] for n in named}
     missing = []
