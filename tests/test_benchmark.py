@@ -103,3 +103,54 @@ def test_faster_precisions_report_their_distance_from_full_float32():
     assert default["deviation_px_max"] == 0.0 and default["deviation_px_mean"] == 0.0
     rounded = measure_forward(ForwardCase(**small, precision="bfloat16"), SMALL)
     assert 0 < rounded["deviation_px_mean"] <= rounded["deviation_px_max"] < 64
+
+
+def test_pips2_flops_agree_with_xla_cost_analysis():
+    from pips_jax.benchmark import pips2_iteration_flops
+    from pips_jax.config import Pips2Config
+    from pips_jax.model.pips2 import Pips2
+
+    cfg = Pips2Config(S=16)
+    model = Pips2(cfg)
+    params = model.param_shapes()
+    fmaps = jax.ShapeDtypeStruct((1, cfg.S, 16, 24, cfg.latent_dim), jnp.float32)
+    xys = jax.ShapeDtypeStruct((1, 64, 2), jnp.float32)
+    step = _xla_flops(model.forward_features, params, fmaps, xys, iters=1)
+    assert step == pytest.approx(pips2_iteration_flops(cfg, 64), rel=0.1)
+    # hand-worked: the delta_block dominates, 2 x S x k x sum(C_in C_out) per point
+    widths = [(718, 128)] + [(128, 128)] * 4 + [(128, 256), (256, 256), (256, 256)]
+    widths += [(256, 256), (256, 512), (512, 512), (512, 512), (512, 512), (512, 1024)]
+    widths += [(1024, 1024)] * 3
+    macs = 3 * sum(a * b for a, b in widths) + 1024 * 2
+    corr = 3 * 4 * 8 * 8 * 128
+    assert pips2_iteration_flops(cfg, 1) == pytest.approx(2 * 16 * (macs + corr))
+
+
+def test_pips2_benchmark_command_writes_the_promised_keys(tmp_path, monkeypatch):
+    import pips_jax.benchmark as bench
+
+    monkeypatch.setattr(
+        bench,
+        "PIPS2_REFERENCE",
+        bench.ForwardCase(model="pips2", frames=4, num_points=8, height=64, width=64, iters=1),
+    )
+    out = tmp_path / "ref.json"
+    args = ["benchmark", "--model", "pips2", "--config", "reference", "--runs", "1"]
+    assert main([*args, "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["forward_s_min"] > 0 and data["peak_memory_bytes"] > 0
+    (case,) = data["results"]
+    assert case["model"] == "pips2" and case["frames"] == 4
+
+
+def test_pips2_whole_video_benchmark_chains_windows():
+    from pips_jax.benchmark import VideoCase, measure_video
+    from pips_jax.config import Pips2Config
+
+    small = Pips2Config(
+        S=4, latent_dim=16, encoder_dims=(8, 8, 8, 8), encoder_stem_dim=8, delta_dim=8,
+        delta_blocks=2, embed_dim=8,
+    )  # fmt: skip
+    case = VideoCase("pips2", 4, num_frames=10, num_points=8, height=64, width=64, iters=1)
+    r = measure_video(case, small)
+    assert r["seconds"] > 0 and r["frames_per_s"] == pytest.approx(10 / r["seconds"])

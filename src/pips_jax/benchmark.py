@@ -1,4 +1,4 @@
-"""Speed and memory of the PIPs forward pass and of whole-video tracking.
+"""Speed and memory of the PIPs and PIPs++ forward passes and of whole-video tracking.
 
 Every measurement runs in a fresh subprocess so that its peak memory (host RSS on CPU,
 ``peak_bytes_in_use`` of the device on GPU) belongs to that configuration alone.
@@ -12,7 +12,11 @@ one or two frames and measure a worst case no trained model produces).
 The analytic FLOP count (:func:`forward_flops`) counts a multiply-add as 2 FLOP:
 convolutions ``2 * H_out * W_out * k * k * C_in * C_out``, dense layers
 ``2 * rows * in * out``, correlation windows ``2 * (2r+2)^2 * C`` per point, frame and
-level, per iteration.
+level, per iteration (for PIPs++: per template too), and PIPs++'s 1-D convolutions
+``2 * S * k * C_in * C_out`` per point.
+
+PIPs++ (``model="pips2"``) has no visibility head: its whole-video benchmark chains
+windows as the original does, whatever the weights, so random weights measure it.
 """
 
 from __future__ import annotations
@@ -29,8 +33,23 @@ from typing import Any
 
 import numpy as np
 
-from pips_jax.config import ModelConfig
+from pips_jax.config import ModelConfig, Pips2Config
 from pips_jax.runtime import free_port
+
+#: The families a benchmark case can run.
+MODELS = ("pips", "pips2")
+
+
+def model_config(model: str, frames: int = 8) -> ModelConfig | Pips2Config:
+    """The reference model of a family: PIPs (its 8-frame windows) or PIPs++ with
+    windows of ``frames`` frames."""
+    if model == "pips":
+        if frames != 8:
+            raise ValueError(f"PIPs runs 8-frame windows, found frames={frames}")
+        return ModelConfig()
+    if model == "pips2":
+        return Pips2Config(S=frames)
+    raise ValueError(f"model: expected one of {', '.join(MODELS)}, found {model!r}")
 
 
 # ------------------------------------------------------------------ FLOP count
@@ -73,13 +92,25 @@ def iteration_flops(config: ModelConfig, num_points: int) -> float:
     return mixer + updater + corr
 
 
+def pips2_iteration_flops(config: Pips2Config, num_points: int) -> float:
+    """FLOP of one PIPs++ refinement iteration for ``num_points`` points over S frames
+    (batch 1): three templates' correlation windows and the ``delta_block``."""
+    rows = num_points * config.S
+    k = config.delta_kernel
+    net = 2.0 * rows * k * config.delta_input_dim * config.delta_dim
+    for c_in, c_out in config.block_widths():
+        net += 2.0 * rows * k * (c_in * c_out + c_out * c_out)
+    net += 2.0 * rows * config.block_widths()[-1][1] * 2
+    corr = 2.0 * rows * config.corr_levels * (2 * config.corr_radius + 2) ** 2 * config.latent_dim
+    return net + config.templates * corr
+
+
 def forward_flops(
-    config: ModelConfig, num_points: int, height: int, width: int, iters: int
+    config: ModelConfig | Pips2Config, num_points: int, height: int, width: int, iters: int
 ) -> float:
     """FLOP of one forward: S frames encoded, ``iters`` refinement iterations."""
-    return config.S * encoder_flops(config, height, width) + iters * iteration_flops(
-        config, num_points
-    )
+    step = iteration_flops if config.family == "pips" else pips2_iteration_flops
+    return config.S * encoder_flops(config, height, width) + iters * step(config, num_points)
 
 
 # ----------------------------------------------------------------- machine info
@@ -120,8 +151,11 @@ def _peak_memory_bytes() -> int:
 # ------------------------------------------------------------ single measurement
 @dataclasses.dataclass(frozen=True)
 class ForwardCase:
-    """One forward configuration: batch 1, S frames of ``height x width``, N points."""
+    """One forward configuration: batch 1, ``frames`` frames of ``height x width``, N
+    points, of the family ``model`` (PIPs runs its 8 frames; PIPs++ any window)."""
 
+    model: str = "pips"
+    frames: int = 8
     num_points: int = 256
     height: int = 360
     width: int = 640
@@ -154,14 +188,14 @@ def measure_forward(case: ForwardCase, config: ModelConfig | None = None) -> dic
     import jax
     import jax.numpy as jnp
 
-    from pips_jax.model.pips import Pips
+    from pips_jax.model.families import model_for
 
     if case.precision not in FORWARD_PRECISIONS:
         raise ValueError(
             f"precision: expected one of {FORWARD_PRECISIONS}, found {case.precision!r}"
         )
-    config = config or ModelConfig()
-    model = Pips(
+    config = config or model_config(case.model, case.frames)
+    model = model_for(
         config, compute_dtype=jnp.bfloat16 if case.precision == "bfloat16" else jnp.float32
     )
     params = model.init(jax.random.key(0))
@@ -179,7 +213,7 @@ def measure_forward(case: ForwardCase, config: ModelConfig | None = None) -> dic
     out = jax.block_until_ready(compiled(params, frames, xys))  # warm-up
     deviation = {}
     if case.precision != "float32":
-        exact = _compiled_forward(Pips(config), params, frames, xys, case.iters, exact=True)
+        exact = _compiled_forward(model_for(config), params, frames, xys, case.iters, exact=True)
         gap = np.linalg.norm(
             np.asarray(out.coords[-1], np.float64)
             - np.asarray(exact(params, frames, xys).coords[-1], np.float64),
@@ -209,8 +243,11 @@ def measure_forward(case: ForwardCase, config: ModelConfig | None = None) -> dic
 
 @dataclasses.dataclass(frozen=True)
 class VideoCase:
-    """Whole-video tracking: a T-frame video, N points queried on frame 0."""
+    """Whole-video tracking: a T-frame video, N points queried on frame 0, by the
+    family ``model`` (PIPs++ in windows of ``window`` frames)."""
 
+    model: str = "pips"
+    window: int = 8
     num_frames: int = 100
     num_points: int = 1024
     height: int = 360
@@ -223,15 +260,16 @@ def measure_video(case: VideoCase, config: ModelConfig | None = None) -> dict[st
     """Seconds, frames/s and points x frames / s of :class:`~pips_jax.tracker.Tracker`."""
     import jax
 
-    from pips_jax.model.pips import Pips
+    from pips_jax.model.families import model_for
     from pips_jax.tracker import Tracker
 
-    config = config or ModelConfig()
-    params = Pips(config).init(jax.random.key(0))
-    # Every point confidently visible: windows advance S - 1 frames (see module doc).
-    vis = dict(params["vis_predictor"])
-    vis["bias"] = jax.numpy.full_like(vis["bias"], 20.0)
-    params = {**params, "vis_predictor": vis}
+    config = config or model_config(case.model, 8 if case.model == "pips" else case.window)
+    params = model_for(config).init(jax.random.key(0))
+    if case.model == "pips":
+        # Every point confidently visible: windows advance S - 1 frames (see module doc).
+        vis = dict(params["vis_predictor"])
+        vis["bias"] = jax.numpy.full_like(vis["bias"], 20.0)
+        params = {**params, "vis_predictor": vis}
     rng = np.random.default_rng(0)
     video = rng.integers(0, 256, (case.num_frames, case.height, case.width, 3), dtype=np.uint8)
     q = np.zeros((case.num_points, 3), np.float32)
@@ -242,9 +280,12 @@ def measure_video(case: VideoCase, config: ModelConfig | None = None) -> dict[st
         resolution=(case.height, case.width),
         iters=case.iters,
         max_points_per_batch=case.max_points_per_batch,
+        window=None if case.model == "pips" else case.window,
     )
-    # Warm-up compiles every shape on a short clip (same chunk sizes and resolution).
-    tracker.track(video[: config.S + 2], queries=q[: min(len(q), case.max_points_per_batch)])
+    # Warm-up compiles every shape on a short clip (same chunk sizes and resolution;
+    # for PIPs++ two windows, the second shifted back: the window length of the run).
+    warm = config.S + 2 if case.model == "pips" else min(case.num_frames, case.window + 2)
+    tracker.track(video[:warm], queries=q[: min(len(q), case.max_points_per_batch)])
     t0 = time.perf_counter()
     tracker.track(video, queries=q)
     seconds = time.perf_counter() - t0
@@ -417,7 +458,7 @@ def run_child(payload: str) -> None:
 
         address, processes, process_id = spec["job"]
         runtime.join(runtime.JobOptions(address, processes, process_id))
-    if spec["kind"] == "forward":
+    if spec["kind"] == "forward":  # cases of runs before PIPs++ have no "model"
         result = measure_forward(ForwardCase(**spec["case"]))
     elif spec["kind"] == "video":
         result = measure_video(VideoCase(**spec["case"]))
@@ -428,6 +469,7 @@ def run_child(payload: str) -> None:
 
 # ------------------------------------------------------------------------ suites
 REFERENCE = ForwardCase()
+PIPS2_REFERENCE = ForwardCase(model="pips2")
 
 
 #: The suites of :func:`suite`.
@@ -448,15 +490,39 @@ def scaling_suite(max_devices: int = 4, processes: bool = True) -> list[tuple[st
     return cases
 
 
-def suite(config: str = "all", runs: int = 5) -> list[tuple[str, Any]]:
+def pips2_suite(config: str = "all", runs: int = 5) -> list[tuple[str, Any]]:
+    """PIPs++'s cases: ``reference`` (one window: 8 frames of 360x640, 256 points, 6
+    iterations, float32), ``sweep`` (reference, windows of 16, 32 and 64 frames, 1024
+    points), ``video`` (a 50-frame video in windows of 16 and one 100-frame one in
+    windows of 64, 256 points) and ``all``."""
+    if config == "scaling":
+        raise ValueError("the scaling suite runs PIPs; expected --model pips with it")
+    few = max(2, runs // 2)
+    ref = dataclasses.replace(PIPS2_REFERENCE, runs=runs)
+    cases: list[tuple[str, Any]] = [("forward", ref)]
+    if config in ("sweep", "all"):
+        for frames in (16, 32, 64):
+            cases.append(("forward", dataclasses.replace(ref, frames=frames, runs=few)))
+        cases.append(("forward", dataclasses.replace(ref, num_points=1024, runs=few)))
+    if config in ("video", "all"):
+        cases.append(("video", VideoCase("pips2", 16, num_frames=50, num_points=256)))
+        cases.append(("video", VideoCase("pips2", 64, num_frames=100, num_points=256)))
+    return cases
+
+
+def suite(config: str = "all", runs: int = 5, model: str = "pips") -> list[tuple[str, Any]]:
     """The cases of a suite: ``reference``, ``sweep`` (reference + bfloat16 +
     resolution and N sweeps), ``video`` (whole-video tracking), ``all`` (those three)
     or ``scaling`` (:func:`scaling_suite`); cheap cases first so a partial run still
-    reports the most."""
+    reports the most. ``model="pips2"``: PIPs++'s (:func:`pips2_suite`)."""
     if config not in CONFIGS:
         raise ValueError(
             f"unknown benchmark config {config!r}; expected one of {', '.join(CONFIGS)}"
         )
+    if model not in MODELS:
+        raise ValueError(f"model: expected one of {', '.join(MODELS)}, found {model!r}")
+    if model == "pips2":
+        return pips2_suite(config, runs)
     if config == "scaling":
         import jax
 
@@ -487,11 +553,15 @@ def suite(config: str = "all", runs: int = 5) -> list[tuple[str, Any]]:
 
 
 def run_suite(
-    config: str = "all", runs: int = 5, timeout: float | None = None, on_result=None
+    config: str = "all",
+    runs: int = 5,
+    timeout: float | None = None,
+    on_result=None,
+    model: str = "pips",
 ) -> dict[str, Any]:
     """Runs a suite, each case in its own process; returns ``{"machine", "results"}``."""
-    report: dict[str, Any] = {"machine": machine_info(), "results": []}
-    for kind, case in suite(config, runs):
+    report: dict[str, Any] = {"machine": machine_info(), "model": model, "results": []}
+    for kind, case in suite(config, runs, model):
         r = {"kind": kind, **_in_subprocess(kind, case, timeout)}
         report["results"].append(r)
         if on_result is not None:
@@ -509,20 +579,21 @@ def format_table(report: dict[str, Any]) -> str:
     if any(r["kind"] == "forward" for r in report["results"]):
         lines += [
             "",
-            "| N | frames | resolution | precision | compile s | forward s (min / median) | peak memory | GFLOP/s | points x frames / s | from float32, px (max / mean) |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| model | N | frames | resolution | precision | compile s | forward s (min / median) | peak memory | GFLOP/s | points x frames / s | from float32, px (max / mean) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
     for r in report["results"]:
         if r["kind"] != "forward":
             continue
         res = f"{r['height']}x{r['width']}"
+        head = (
+            f"| {_label(r)} | {r['num_points']} | {r.get('frames', 8)} | {res} | {r['precision']}"
+        )
         if "error" in r:
-            lines.append(
-                f"| {r['num_points']} | 8 | {res} | {r['precision']} | error: {r['error']} | | | | | |"
-            )
+            lines.append(f"{head} | error: {r['error']} | | | | | |")
             continue
         lines.append(
-            f"| {r['num_points']} | 8 | {res} | {r['precision']} | {r['compile_s']:.1f} | "
+            f"{head} | {r['compile_s']:.1f} | "
             f"{r['forward_s_min']:.3f} / {r['forward_s_median']:.3f} | {r['peak_memory_bytes'] / 2**30:.2f} GiB | "
             f"{r['gflops_per_s']:.0f} | {r['points_frames_per_s']:.0f} | "
             + (
@@ -539,7 +610,9 @@ def format_table(report: dict[str, Any]) -> str:
             "|---|---|---|---|---|---|",
         ]
         for r in video:
-            what = f"{r['num_frames']} frames {r['height']}x{r['width']}"
+            what = f"{_label(r)}: {r['num_frames']} frames {r['height']}x{r['width']}"
+            if r.get("model") == "pips2":
+                what += f", windows of {r['window']}"
             if "error" in r:
                 lines.append(f"| {what} | {r['num_points']} | error: {r['error']} | | | |")
                 continue
@@ -572,6 +645,10 @@ def format_table(report: dict[str, Any]) -> str:
                     f"| {what} | {r['processes']} | {devices} | | {r['steps_per_s']:.3f} |"
                 )
     return "\n".join(lines)
+
+
+def _label(result: dict[str, Any]) -> str:
+    return "PIPs++" if result.get("model") == "pips2" else "PIPs"
 
 
 def reference_summary(report: dict[str, Any]) -> dict[str, Any]:

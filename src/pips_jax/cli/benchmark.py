@@ -12,8 +12,8 @@ def add_parser(sub) -> None:
         "benchmark",
         help="measure forward speed and memory (and whole-video tracking) on this machine",
         description=(
-            "Benchmark the PIPs forward pass (batch 1, 8 frames, 360x640, 256 points, 6 "
-            "iterations, float32 is the reference) and whole-video tracking. Each case runs "
+            "Benchmark the PIPs or PIPs++ forward pass (batch 1, 8 frames, 360x640, 256 "
+            "points, 6 iterations, float32 is the reference) and whole-video tracking. Each case runs "
             "in its own process; reports compile time, min/median forward time, peak memory "
             "(host RSS on CPU, device memory on GPU), GFLOP/s and points x frames / s."
         ),
@@ -25,6 +25,15 @@ def add_parser(sub) -> None:
         help=(
             "which cases (default %(default)s; scaling: tracking and training on 1, 2, 4 "
             "devices and on 2 processes)"
+        ),
+    )
+    p.add_argument(
+        "--model",
+        choices=("pips", "pips2"),
+        default="pips",
+        help=(
+            "the family to measure (default %(default)s; pips2: PIPs++, reference one "
+            "window of 8 frames, sweeps over windows of 16, 32, 64 frames and 1024 points)"
         ),
     )
     p.add_argument(
@@ -57,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {r['kind']}: error: {r['error']}", file=sys.stderr)
         elif r["kind"] == "forward":
             print(
-                f"  forward N={r['num_points']} {r['height']}x{r['width']} {r['precision']}: "
+                f"  forward {r['model']} {r['frames']} frames N={r['num_points']} "
+                f"{r['height']}x{r['width']} {r['precision']}: "
                 f"{r['forward_s_min']:.3f} s (compile {r['compile_s']:.1f} s)",
                 file=sys.stderr,
             )
@@ -78,7 +88,9 @@ def run(args: argparse.Namespace) -> int:
             )
         write(report)  # after every case, so an interrupted run keeps what it measured
 
-    report = run_suite(args.config, runs=args.runs, timeout=args.timeout, on_result=show)
+    report = run_suite(
+        args.config, runs=args.runs, timeout=args.timeout, on_result=show, model=args.model
+    )
     print(format_table(report))
     for path in (args.json, args.table):
         if path:
