@@ -12,7 +12,7 @@ from pips_jax.evaluation import (
     trajectory_errors,
     zero_motion_prediction,
 )
-from pips_jax.evaluation.metrics import THRESHOLDS, evaluation_mask
+from pips_jax.evaluation.metrics import THRESHOLDS, evaluation_mask, pips2_metrics
 
 KEYS = (
     ["occlusion_accuracy", "average_jaccard", "average_pts_within_thresh"]
@@ -268,3 +268,147 @@ def test_bad_input_raises(kwargs, match):
     args.update(kwargs)
     with pytest.raises(InputError, match=match):
         compute_tapvid_metrics(**args)
+
+
+# --- PIPs++ (aharley/pips2 test_on_tap.py) metrics -------------------------------------
+
+PIPS2_KEYS = ("d_1", "d_2", "d_4", "d_8", "d_16", "d_avg", "survival_16", "median_l2")
+
+
+def _pips2_d(k: int, m: int) -> float:
+    """The original's d_thr by hand: 100 * k / (EPS + m), k of m visible points within."""
+    return 100.0 * k / (m + 1e-6)
+
+
+def _pips2(gt, vis, pred, image_size=(256, 256)):
+    return pips2_metrics(
+        np.asarray(gt, float), np.asarray(vis, bool), np.asarray(pred, float), image_size
+    )
+
+
+def test_pips2_hand_worked_512():
+    # 512x512 input: every distance halves at 256x256.
+    # A: visible everywhere; offsets (0,0) (3,0) (0,6) (6,8) -> 0, 1.5, 3, 5 at 256.
+    # B: offsets (0,0) (100,0) (40,0) (0,-2) -> 0, 50, 20, 1; invisible at frame 1.
+    t = np.arange(4.0)
+    gt = np.zeros((2, 4, 2))
+    gt[0] = np.stack([100 + 8 * t, np.full(4, 40.0)], axis=-1)
+    gt[1] = np.stack([np.full(4, 200.0), 300 - 4 * t], axis=-1)
+    pred = gt.copy()
+    pred[0] += [[0, 0], [3, 0], [0, 6], [6, 8]]
+    pred[1] += [[0, 0], [100, 0], [40, 0], [0, -2]]
+    vis = np.array([[1, 1, 1, 1], [1, 0, 1, 1]], bool)
+    m = pips2_metrics(gt, vis, pred, (512, 512))
+    assert tuple(m) == PIPS2_KEYS
+    assert all(type(v) is float for v in m.values())
+    # frames 1..3, visible: A 1.5, 3, 5; B 20, 1 -> m = 5 (B's 50 is invisible)
+    assert m["d_1"] == 0.0  # strict <: B's 1.0 is not within 1
+    expect = {2: 2, 4: 3, 8: 4, 16: 4}  # {1.5, 1}, + 3, + 5, 20 is not within 16
+    for thr, k in expect.items():
+        # rel 1e-7 tells the EPS (2e-7 relative here) from float32 rounding (< 5e-8)
+        assert m[f"d_{thr}"] == pytest.approx(_pips2_d(k, 5), rel=1e-7)
+    assert m["d_avg"] == pytest.approx(_pips2_d(0 + 2 + 3 + 4 + 4, 5) / 5, rel=1e-7)  # ~52
+    # survival: A never > 16 -> 1 1 1 1; B: frame 1 is invisible so its 50 is "ok",
+    # frame 2 is 20 > 16 and visible -> 1 1 0 0 (the 1.0 at frame 3 does not revive it)
+    assert m["survival_16"] == 6 / 8 * 100  # 75.0, exact in float32
+    # median over visible frames, frame 0 included:
+    # A {0, 1.5, 3, 5} (even: (1.5 + 3) / 2 = 2.25); B {0, 20, 1} (odd: 1); mean 1.625
+    assert m["median_l2"] == 1.625
+
+
+def test_pips2_scales_x_by_width_and_y_by_height():
+    # H = 128, W = 1024: x divides by W / 256 = 4, y by H / 256 = 0.5.
+    # offsets (8, 0) and (0, 1) are both 2 px at 256; with (H, W) swapped they would
+    # be 16 and 4.
+    gt = np.array([[[500, 60], [500, 60], [500, 60]]], float)
+    pred = gt + [[0, 0], [8, 0], [0, 1]]
+    m = _pips2(gt, np.ones((1, 3)), pred, (128, 1024))
+    assert m["d_1"] == 0.0 and m["d_2"] == 0.0  # 2 is not < 2
+    for thr in (4, 8, 16):
+        assert m[f"d_{thr}"] == pytest.approx(_pips2_d(2, 2), rel=1e-7)
+    assert m["survival_16"] == 100.0
+    assert m["median_l2"] == 2.0  # {0, 2, 2}
+
+
+@pytest.mark.parametrize(
+    ("off", "within_16", "survival"),
+    [
+        (15.5, 1, 100.0),
+        (16.0, 0, 100.0),  # d_16 is strict (<) and survival is strict (>): 16 is neither
+        (16.5, 0, 50.0),  # lost at frame 1: cumprod 1, 0 over 2 entries
+    ],
+)
+def test_pips2_threshold_16_boundaries(off, within_16, survival):
+    gt = np.zeros((1, 2, 2))
+    pred = gt.copy()
+    pred[0, 1] = (0.0, off)
+    m = _pips2(gt, np.ones((1, 2)), pred)
+    assert m["d_16"] == pytest.approx(_pips2_d(within_16, 1), rel=1e-7)
+    assert m["survival_16"] == survival
+    assert m["median_l2"] == off / 2  # median of {0, off}
+
+
+def test_pips2_frame_0_excluded_from_d_only():
+    # one track, 256x256, x errors 30, 2, 4
+    gt = np.zeros((1, 3, 2))
+    pred = gt + [[30, 0], [2, 0], [4, 0]]
+    m = _pips2(gt, np.ones((1, 3)), pred)
+    # d over frames 1, 2 only: {2, 4}
+    assert m["d_1"] == 0.0 and m["d_2"] == 0.0
+    assert m["d_4"] == pytest.approx(_pips2_d(1, 2), rel=1e-7)  # ~50
+    assert m["d_8"] == pytest.approx(_pips2_d(2, 2), rel=1e-7)  # ~100
+    # frame 0 counts for survival: 30 > 16 and visible -> 0 0 0
+    assert m["survival_16"] == 0.0
+    assert m["median_l2"] == 4.0  # median {30, 2, 4}; without frame 0 it would be 3
+    # the same errors with frame 0 invisible: d unchanged, the track survives and the
+    # median is over {2, 4}
+    m0 = _pips2(gt, [[0, 1, 1]], pred)
+    for thr in THRESHOLDS:
+        assert m0[f"d_{thr}"] == m[f"d_{thr}"]
+    assert m0["survival_16"] == 100.0
+    assert m0["median_l2"] == 3.0
+
+
+def test_pips2_tracks_without_visible_frames():
+    # A visible and exact; B never visible, 100 px off
+    gt = np.zeros((2, 3, 2))
+    pred = gt.copy()
+    pred[1] += 100.0
+    m = _pips2(gt, [[1, 1, 1], [0, 0, 0]], pred)
+    for thr in THRESHOLDS:
+        assert m[f"d_{thr}"] == pytest.approx(_pips2_d(2, 2), rel=1e-7)  # A's 2 frames
+    assert m["survival_16"] == 100.0  # invisible frames never end a track
+    # reduce_masked_median gives B NaN, and the mean over tracks propagates it
+    assert np.isnan(m["median_l2"])
+    # nothing visible: reduce_masked_mean's 0 / (0 + EPS) is 0, not NaN
+    m = _pips2(gt, np.zeros((2, 3)), pred)
+    for thr in THRESHOLDS:
+        assert m[f"d_{thr}"] == 0.0
+    assert m["d_avg"] == 0.0
+    assert m["survival_16"] == 100.0
+    assert np.isnan(m["median_l2"])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"gt_tracks": np.zeros((1, 2, 4, 2))}, r"gt_tracks: expected shape \(\?, \?, 2\)"),
+        ({"gt_tracks": np.zeros((2, 4, 3))}, "gt_tracks"),
+        ({"pred_tracks": np.zeros((2, 3, 2))}, r"pred_tracks: expected shape \(2, 4, 2\)"),
+        ({"gt_visible": np.ones((4, 2), bool)}, r"gt_visible: expected shape \(2, 4\)"),
+        ({"gt_visible": np.ones((2, 4))}, "boolean"),
+        ({"gt_tracks": np.zeros((0, 4, 2)), "pred_tracks": np.zeros((0, 4, 2))}, "at least one"),
+        ({"image_size": (256, 256, 3)}, "image_size"),
+        ({"image_size": (0, 256)}, "positive"),
+    ],
+)
+def test_pips2_bad_input_raises(kwargs, match):
+    args = {
+        "gt_tracks": np.zeros((2, 4, 2)),
+        "gt_visible": np.ones((2, 4), bool),
+        "pred_tracks": np.zeros((2, 4, 2)),
+        "image_size": (256, 256),
+    }
+    args.update(kwargs)
+    with pytest.raises(InputError, match=match):
+        pips2_metrics(**args)

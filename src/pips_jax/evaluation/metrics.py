@@ -24,6 +24,11 @@ Undefined ratios (0/0) are NaN, the convention of the field: a video (or, with
 ``pts_within_*``, and NaN ``jaccard_*`` when it also has no predicted-visible
 evaluation points. :func:`aggregate_metrics` averages with ``nanmean`` so such entries
 are skipped.
+
+:func:`pips2_metrics` is a separate family: the PIPs++ paper's own numbers (``d_avg``,
+``survival``, ``median_l2``), computed as the original ``aharley/pips2`` evaluation
+script does, with its own conventions (one video, ``(n, t, 2)`` tracks at the input
+resolution, a visibility mask rather than occlusion flags); its docstring spells them out.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ __all__ = [
     "aggregate_metrics",
     "compute_tapvid_metrics",
     "evaluation_mask",
+    "pips2_metrics",
     "trajectory_errors",
     "zero_motion_prediction",
 ]
@@ -47,6 +53,11 @@ __all__ = [
 THRESHOLDS: tuple[int, ...] = (1, 2, 4, 8, 16)
 
 _QUERY_MODES = ("first", "strided")
+
+#: ``EPS`` added to the denominator by the original's ``utils.basic.reduce_masked_mean``.
+_PIPS2_EPS = 1e-6
+#: Distance (pixels at 256x256) beyond which a visible point ends PIPs++'s ``survival``.
+_PIPS2_SURVIVAL_THRESHOLD = 16
 
 
 def _shape_str(shape: tuple[int, ...]) -> str:
@@ -333,3 +344,114 @@ def zero_motion_prediction(
     pred_tracks = np.broadcast_to(xy[:, :, None, :], (b, n, int(num_frames), 2)).copy()
     pred_occluded = np.zeros((b, n, int(num_frames)), dtype=bool)
     return pred_tracks, pred_occluded
+
+
+def _as_image_size(image_size: object) -> tuple[float, float]:
+    """``(H, W)`` as two positive finite floats."""
+    arr = np.asarray(image_size)
+    if arr.shape != (2,) or not (
+        np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
+    ):
+        raise InputError(f"image_size: expected two numbers (H, W), found {image_size!r}")
+    h, w = (float(v) for v in arr)
+    if not (np.isfinite(h) and np.isfinite(w) and h > 0 and w > 0):
+        raise InputError(f"image_size: expected positive finite (H, W), found {image_size!r}")
+    return h, w
+
+
+def pips2_metrics(
+    gt_tracks: np.ndarray,
+    gt_visible: np.ndarray,
+    pred_tracks: np.ndarray,
+    image_size: tuple[int, int],
+) -> dict[str, float]:
+    """The PIPs++ paper's metrics of one video, as ``aharley/pips2``'s ``test_on_tap.py``.
+
+    The original (``test_on_fullseq``, B = 1) is followed step for step:
+
+    * Both track sets are cast to float32 and divided, each on its own, by
+      ``(W / 256, H / 256)`` (the scale itself cast to float32), so distances are
+      pixels of a 256x256 frame: ``dist = ||pred / sc - gt / sc||_2`` in float32.
+      Only a scale is applied, so the pixel origin does not matter as long as both
+      track sets share it.
+    * ``d_thr`` for ``thr`` in ``(1, 2, 4, 8, 16)``: over frames ``1:`` only (frame 0
+      is excluded), the visible points with ``dist < thr`` (strict), pooled over all
+      points and frames, divided by ``EPS + (number of visible points)`` with
+      ``EPS = 1e-6`` (``reduce_masked_mean``), times 100. With no visible point in
+      frames ``1:`` this is ``0.0``, not NaN. ``d_avg`` is the plain mean of the five.
+    * ``survival_16`` (the original's key ``survival``): over *all* frames, frame 0
+      included, ``ok = 1 - (dist > 16) * visible`` (strict ``>``, so a distance of
+      exactly 16 survives, while it does not count in ``d_16``; invisible frames
+      never end a track), the cumulative product of ``ok`` along time for each
+      track, then the mean over all ``(n, t)`` entries (invisible ones included),
+      times 100.
+    * ``median_l2``: for each track, ``np.median`` (the mean of the two middle values
+      for an even count) of the float32 distances over its visible frames, frame 0
+      included (``reduce_masked_median``); a track with no visible frame gets NaN,
+      and the mean over tracks (``torch.mean``) then is NaN too.
+
+    The values agree with the original's up to float32 summation order in the last
+    bit; ``d_*`` and ``survival_16`` are ratios of exact integer counts and so match.
+    The original's dataset keeps only points visible at frame 0 and starts every track
+    there (``pred[:, 0]`` is the query); this function takes the tracks as given.
+
+    Args:
+        gt_tracks: ``(n, t, 2)`` ground-truth positions ``(x, y)`` in pixels of the
+            ``image_size`` frames (origin at the centre of the top-left pixel).
+        gt_visible: ``(n, t)`` bool, ``True`` where the ground-truth point is visible
+            (the original's ``valids``, ``1 - occluded``).
+        pred_tracks: ``(n, t, 2)`` predicted positions ``(x, y)``, same pixels.
+        image_size: ``(H, W)`` of the frames the pixels refer to (height first,
+            unlike the ``(x, y)`` rows).
+
+    Returns:
+        Python floats under ``d_1``, ``d_2``, ``d_4``, ``d_8``, ``d_16``, ``d_avg`` and
+        ``survival_16`` (percent, as the original prints them) and ``median_l2``
+        (pixels at 256x256).
+    """
+    gt = _as_float("gt_tracks", gt_tracks, 3, 2)
+    pred = _as_float("pred_tracks", pred_tracks, 3, 2)
+    if pred.shape != gt.shape:
+        raise InputError(
+            f"pred_tracks: expected shape {_shape_str(gt.shape)} like gt_tracks, "
+            f"found {_shape_str(pred.shape)}"
+        )
+    n, t, _ = gt.shape
+    if n == 0 or t == 0:
+        raise InputError(
+            f"gt_tracks: expected at least one track and one frame, found shape {_shape_str(gt.shape)}"
+        )
+    valid = _as_bool("gt_visible", gt_visible, (n, t)).astype(np.float32)
+    h, w = _as_image_size(image_size)
+
+    f32 = np.float32
+    scale = np.array([w / 256.0, h / 256.0]).astype(f32)
+    # NaN predictions give NaN distances: never within a threshold, never "> 16".
+    with np.errstate(invalid="ignore"):
+        diff = pred.astype(f32) / scale - gt.astype(f32) / scale
+        dist = np.sqrt(np.sum(np.square(diff), axis=-1))  # (n, t) float32
+
+    metrics: dict[str, float] = {}
+    valid_later = valid[:, 1:]
+    denom = f32(_PIPS2_EPS) + np.sum(valid_later, dtype=f32)
+    d_sum = 0.0
+    for thr in THRESHOLDS:
+        with np.errstate(invalid="ignore"):
+            within = (dist[:, 1:] < thr).astype(f32)
+        d = float(np.sum(within * valid_later, dtype=f32) / denom) * 100.0
+        metrics[f"d_{thr}"] = d
+        d_sum += d
+    metrics["d_avg"] = d_sum / len(THRESHOLDS)
+
+    with np.errstate(invalid="ignore"):
+        lost = (dist > _PIPS2_SURVIVAL_THRESHOLD).astype(f32)
+    survival = np.cumprod(f32(1.0) - lost * valid, axis=1, dtype=f32)
+    metrics["survival_16"] = float(np.mean(survival, dtype=f32)) * 100.0
+
+    medians = np.full((n,), np.nan, dtype=f32)
+    for i in range(n):
+        seen = valid[i] > 0
+        if np.any(seen):
+            medians[i] = np.median(dist[i][seen])
+    metrics["median_l2"] = float(np.mean(medians, dtype=f32))
+    return metrics
