@@ -174,3 +174,34 @@ def test_the_window_flag_with_pips_weights_is_refused(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "--window 16: the window length is a PIPs++ setting" in err
+
+
+SMALL2 = Pips2Config(
+    S=4, latent_dim=16, encoder_dims=(8, 8, 8, 8), encoder_stem_dim=8, delta_dim=8,
+    delta_blocks=2, embed_dim=8,
+)  # fmt: skip
+
+
+def test_eval_runs_pips2_weights_and_reports_both_metric_families(tmp_path, capsys):
+    import json
+
+    from pips_jax.checkpoint.store import save_params
+
+    ckpt = save_params(
+        tmp_path / "small2.safetensors", Pips2(SMALL2).init(jax.random.key(0)), SMALL2
+    )
+    out = tmp_path / "report.json"
+    args = ["eval", "--checkpoint", str(ckpt), "--num-videos", "1", "--iters", "1"]
+    args += ["--input-resolution", "64x64", "--window", "8", "--quiet", "--json", str(out)]
+    assert main(args) == 0
+    table = capsys.readouterr().out
+    assert "PIPs++ paper metrics" in table and "visibility: none predicted (PIPs++)" in table
+    report = json.loads(out.read_text())
+    assert set(report["scores"]) == {"pips2", "zero_motion"}
+    assert "window: 8 frames" in report["weights"]
+    for method in ("pips2", "zero_motion"):
+        scores = report["scores"][method]
+        assert 0 <= scores["d_avg"] <= 100 and 0 <= scores["survival_16"] <= 100
+        assert scores["median_l2"] >= 0
+    # the zero-motion baseline's d_avg is its own: frame 0 excluded, no EPS surprise
+    assert report["scores"]["zero_motion"]["d_avg"] < 100

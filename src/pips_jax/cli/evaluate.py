@@ -19,8 +19,9 @@ def add_parser(sub) -> None:
         "eval",
         help="evaluate on TAP-Vid (DAVIS, RoboTAP, RGB-Stacking, Kinetics) or the synthetic benchmark",
         description=(
-            "Compute TAP-Vid metrics (AJ, delta_avg, OA) and trajectory errors at 256x256 "
-            "for the model and a zero-motion baseline. --format synthetic without "
+            "Compute TAP-Vid metrics (AJ, delta_avg, OA), trajectory errors and the PIPs++ "
+            "paper's d_avg, survival and median_l2 at 256x256 for the model (PIPs or "
+            "PIPs++, from the weights) and a zero-motion baseline. --format synthetic without "
             "--dataset generates clips with exact ground truth (seed 1000: the held-out set)."
         ),
     )
@@ -60,12 +61,18 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pips_jax.evaluation.runner import evaluate, load_samples, tracker_predictor
+    from pips_jax.evaluation.runner import (
+        VISIBILITY_BASIS,
+        evaluate,
+        load_samples,
+        tracker_predictor,
+    )
     from pips_jax.files import atomic_write_bytes
     from pips_jax.inference import DEFAULT_CLIP_RESOLUTION
     from pips_jax.runtime import current_job
     from pips_jax.tracker import Tracker
 
+    visibility = None
     if args.baseline_only:
         predictors, description, settings = {}, "none (baseline only)", None
         resolution = args.input_resolution or DEFAULT_CLIP_RESOLUTION
@@ -76,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
         description = settings.describe(weights.description)
         resolution = settings.clip_resolution
         tracker = Tracker.from_settings(weights.params, weights.config, settings, clips=True)
-        predictors = {"pips": tracker_predictor(tracker)}
+        predictors = {weights.config.family: tracker_predictor(tracker)}
+        visibility = VISIBILITY_BASIS[tracker.has_visibility]
     samples = load_samples(args.dataset, args.format, args.num_videos, args.seed)
     dataset = args.dataset or f"generated: {args.num_videos} clips, seed {args.seed}"
     job = current_job()
@@ -91,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         weights=description,
         iters=None if settings is None else settings.iters,
         precision=None if settings is None else settings.precision,
+        visibility=visibility,
         share=(job.process_index, job.process_count),
     )
     if not job.is_main:  # every process holds the job's report; process 0 reports it

@@ -3,6 +3,13 @@
 Every number is reported beside a zero-motion baseline (each point stays at its
 query position, always visible), so it has context. The report states the resolution
 the model ran at and the resolution the metrics were computed at (TAP-Vid: 256x256).
+
+Beside the TAP-Vid metrics every method gets the PIPs++ paper's own (``d_avg``,
+``survival_16``, ``median_l2``; :func:`~pips_jax.evaluation.metrics.pips2_metrics`),
+computed as its ``test_on_tap.py`` does: on the points whose query is on frame 0 (its
+dataset keeps the points visible on frame 0 and tracks them from there), at the
+evaluation resolution. For a model without visibility (PIPs++) the report says that
+occlusion metrics count a point visible wherever its predicted position is on the frame.
 """
 
 from __future__ import annotations
@@ -10,17 +17,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
 from pips_jax import interrupts
-from pips_jax.errors import InputError
+from pips_jax.errors import InputError, PipsWarning
 from pips_jax.evaluation.datasets import EvalExample, VideoSample, iter_dataset, prepare_evaluation
 from pips_jax.evaluation.metrics import (
     aggregate_metrics,
     compute_tapvid_metrics,
+    pips2_metrics,
     trajectory_errors,
     zero_motion_prediction,
 )
@@ -40,6 +49,16 @@ SUMMARY_KEYS = (
 )
 #: Their names: what training logs at each held-out evaluation and weights cards keep.
 SUMMARY_METRICS = tuple(key for key, _ in SUMMARY_KEYS)
+#: The PIPs++ paper's metrics a report's table shows (percent, percent, 256x256 pixels).
+PIPS2_KEYS = (("d_avg", "d_avg"), ("survival_16", "survival"), ("median_l2", "median_l2"))
+#: How occlusion is scored, by whether the model predicts visibility.
+VISIBILITY_BASIS = {
+    True: "predicted by the model",
+    False: (
+        "none predicted (PIPs++): AJ and OA count a point visible wherever its predicted "
+        "position lies on the frame"
+    ),
+}
 
 
 @dataclasses.dataclass
@@ -58,6 +77,8 @@ class EvalReport:
         iters: refinement iterations per window the model ran with, or None when only
             the baseline ran.
         precision: the model's compute precision, or None when only the baseline ran.
+        visibility: how the model's occlusion predictions were made
+            (:data:`VISIBILITY_BASIS`), or None when only the baseline ran.
     """
 
     dataset: str
@@ -71,6 +92,7 @@ class EvalReport:
     skipped: list[tuple[str, str]]
     iters: int | None = None
     precision: str | None = None
+    visibility: str | None = None
 
     @property
     def num_videos(self) -> int:
@@ -107,6 +129,19 @@ class EvalReport:
                 pct = key in ("average_jaccard", "average_pts_within_thresh", "occlusion_accuracy")
                 cells.append(f"{100 * v:>10.1f}" if pct else f"{v:>10.2f}")
             lines.append(f"{method:<12}" + "".join(cells))
+        head2 = f"{'method':<12}" + "".join(f"{label:>10}" for _, label in PIPS2_KEYS)
+        lines += [
+            "PIPs++ paper metrics (test_on_tap.py; points queried on frame 0): d_avg and "
+            "survival in %, median_l2 in pixels",
+            head2,
+            "-" * len(head2),
+        ]
+        for method, scores in self.scores.items():
+            cells = [f"{scores.get(key, float('nan')):>10.1f}" for key, _ in PIPS2_KEYS[:2]]
+            cells.append(f"{scores.get('median_l2', float('nan')):>10.2f}")
+            lines.append(f"{method:<12}" + "".join(cells))
+        if self.visibility is not None:
+            lines.append(f"visibility: {self.visibility}")
         for name, reason in self.skipped:
             lines.append(f"skipped {name}: {reason}")
         return "\n".join(lines)
@@ -129,7 +164,20 @@ def _video_metrics(ex: EvalExample, tracks: np.ndarray, occluded: np.ndarray) ->
         queries, ex.occluded, ex.target_points, occluded[None], tracks[None], ex.query_mode
     )
     e = trajectory_errors(ex.target_points, ex.occluded, tracks[None], queries, ex.query_mode)
-    return {k: float(np.asarray(v)[0]) for k, v in {**t, **e}.items()}
+    out = {k: float(np.asarray(v)[0]) for k, v in {**t, **e}.items()}
+    first = ex.query_points[0, :, 0] == 0  # the points PIPs++'s evaluation keeps
+    if np.any(first):
+        size = ex.video.shape[2:4]
+        out.update(
+            pips2_metrics(ex.target_points[0, first], ~ex.occluded[0, first], tracks[first], size)
+        )
+    else:
+        out.update({key: float("nan") for key in PIPS2_METRICS})
+    return out
+
+
+#: The keys of :func:`~pips_jax.evaluation.metrics.pips2_metrics`.
+PIPS2_METRICS = ("d_1", "d_2", "d_4", "d_8", "d_16", "d_avg", "survival_16", "median_l2")
 
 
 def evaluate(
@@ -237,7 +285,12 @@ def tracker_predictor(tracker) -> Predictor:
     """Adapts a :class:`~pips_jax.tracker.Tracker` to :data:`Predictor`."""
 
     def predict(ex: EvalExample) -> tuple[np.ndarray, np.ndarray]:
-        result = tracker.track(ex.video[0], queries=ex.query_points[0])
+        with warnings.catch_warnings():
+            # A model input resolution of another aspect ratio is the evaluation's
+            # choice (PIPs++'s original runs 256x256 clips at 512x896), stated in
+            # the report: not worth a warning per clip.
+            warnings.filterwarnings("ignore", "working resolution", PipsWarning)
+            result = tracker.track(ex.video[0], queries=ex.query_points[0])
         return result.tracks.astype(np.float64), ~result.visibility
 
     return predict
