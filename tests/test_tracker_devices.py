@@ -231,3 +231,69 @@ def test_a_mesh_must_have_one_axis(params):
     with pytest.raises(InputError, match="expected a jax.sharding.Mesh, found list"):
         Tracker(params, SMALL, mesh=list(devices))
     assert check_mesh(Mesh(devices, ("points",))).axis_names == ("points",)
+
+
+PIPS2_FOUR_DEVICES = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    from pips_jax.checkpoint.store import load_params
+    from pips_jax.tracker import Tracker
+
+    params, config, _ = load_params(sys.argv[1])
+    case = np.load(sys.argv[2])
+    tracker = Tracker(params, config, resolution=(64, 96), iters=2, window=6,
+                      max_points_per_batch=6)
+    r = tracker.track(case["video"], queries=case["queries"])
+    print(json.dumps({"devices": tracker.device_count, "tracks": r.tracks.tolist()}))
+    """
+)
+
+
+def test_pips2_on_four_devices_gives_the_tracks_of_one(tmp_path):
+    """PIPs++ windows split the points over the mesh the same way: its templates
+    (n, 3, S, C) travel with their points."""
+    from pips_jax.config import Pips2Config
+    from pips_jax.model.pips2 import Pips2
+
+    config = Pips2Config(
+        S=6, latent_dim=16, encoder_dims=(8, 8, 8, 8), encoder_stem_dim=8, delta_dim=8,
+        delta_blocks=2, embed_dim=8,
+    )  # fmt: skip
+    params = jax.device_get(Pips2(config).init(jax.random.key(1)))
+    # updates of a few pixels, as trained weights make (random ones make the loop chaotic)
+    head = params["delta_block"]["head"]
+    params["delta_block"]["head"] = {k: v * 0.05 for k, v in head.items()}
+    weights = save_params(tmp_path / "pips2.safetensors", params, config)
+    np.savez(tmp_path / "case.npz", video=_video(0, 20), queries=QUERIES)
+    (four,) = [
+        json.loads(out.strip().splitlines()[-1])
+        for code, out, err in finish(
+            [
+                start(
+                    [
+                        sys.executable,
+                        "-c",
+                        PIPS2_FOUR_DEVICES,
+                        str(weights),
+                        str(tmp_path / "case.npz"),
+                    ],
+                    _env(4),
+                )
+            ],
+            GUARD_S,
+        )
+        if code == 0 or pytest.fail(err[-3000:])
+    ]
+    one = Tracker(
+        params,
+        config,
+        resolution=(64, 96),
+        iters=2,
+        window=6,
+        max_points_per_batch=6,
+        mesh=Mesh(np.asarray(jax.devices()[:1]), ("points",)),
+    ).track(_video(0, 20), queries=QUERIES)
+    assert four["devices"] == 4
+    np.testing.assert_allclose(np.asarray(four["tracks"]), one.tracks, atol=1e-3)
+    assert np.abs(one.tracks[:, -1] - one.tracks[:, 0]).max() > 0.05  # the model moved them
