@@ -58,36 +58,37 @@ def window_offsets(radius: int) -> np.ndarray:
 
 
 def _window_one_frame(fmap: Array, feats: Array, xy: Array, radius: int) -> Array:
-    """Correlation windows of N points on one feature map.
+    """Correlation windows of N points with K templates each on one feature map.
 
     Args:
         fmap: ``(H, W, C)``.
-        feats: ``(N, C)`` point features.
+        feats: ``(N, K, C)`` point features (K templates per point).
         xy: ``(N, 2)`` window centres ``(x, y)`` in pixels of ``fmap``.
 
     Returns:
-        ``(N, (2r+1)^2)`` correlations (dot product / sqrt(C)), original order.
+        ``(N, K, (2r+1)^2)`` correlations (dot product / sqrt(C)), original order. The
+        neighbourhood is read once for all K templates.
     """
     h, w, c = fmap.shape
     k = 2 * radius + 1
     x0 = jnp.floor(xy[:, 0])
     y0 = jnp.floor(xy[:, 1])
-    fx = (xy[:, 0] - x0)[:, None, None]
-    fy = (xy[:, 1] - y0)[:, None, None]
+    fx = (xy[:, 0] - x0)[:, None, None, None]
+    fy = (xy[:, 1] - y0)[:, None, None, None]
     taps = jnp.arange(k + 1)
     cols = x0.astype(jnp.int32)[:, None] - radius + taps  # N, k+1
     rows = y0.astype(jnp.int32)[:, None] - radius + taps  # N, k+1
     inside = ((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < w))[:, None, :]
     patch = fmap[jnp.clip(rows, 0, h - 1)[:, :, None], jnp.clip(cols, 0, w - 1)[:, None, :]]
-    corr = jnp.einsum("nyxc,nc->nyx", patch, feats) / jnp.sqrt(jnp.float32(c))
-    corr = jnp.where(inside, corr, 0.0)  # N, k+1 (y), k+1 (x)
+    corr = jnp.einsum("nyxc,nkc->nkyx", patch, feats) / jnp.sqrt(jnp.float32(c))
+    corr = jnp.where(inside[:, None], corr, 0.0)  # N, K, k+1 (y), k+1 (x)
     window = (
-        (1 - fy) * (1 - fx) * corr[:, :k, :k]
-        + (1 - fy) * fx * corr[:, :k, 1:]
-        + fy * (1 - fx) * corr[:, 1:, :k]
-        + fy * fx * corr[:, 1:, 1:]
-    )  # N, y, x
-    return jnp.swapaxes(window, 1, 2).reshape(xy.shape[0], k * k)
+        (1 - fy) * (1 - fx) * corr[..., :k, :k]
+        + (1 - fy) * fx * corr[..., :k, 1:]
+        + fy * (1 - fx) * corr[..., 1:, :k]
+        + fy * fx * corr[..., 1:, 1:]
+    )  # N, K, y, x
+    return jnp.swapaxes(window, -1, -2).reshape(*feats.shape[:2], k * k)
 
 
 def sample_correlations(pyramid: list[Array], feats: Array, coords: Array, radius: int) -> Array:
@@ -95,25 +96,30 @@ def sample_correlations(pyramid: list[Array], feats: Array, coords: Array, radiu
 
     Args:
         pyramid: levels ``(B, S, H_l, W_l, C)`` from :func:`build_pyramid`.
-        feats: ``(B, S, N, C)`` per-frame point features.
+        feats: ``(B, S, N, C)`` per-frame point features, or ``(B, S, N, K, C)`` for K
+            templates per point (PIPs++'s three), all sampled at the same positions.
         coords: ``(B, S, N, 2)`` point positions ``(x, y)`` in level-0 feature pixels.
         radius: window radius r.
 
     Returns:
         ``(B, S, N, levels * (2r+1)^2)``: for each level in order, the bilinearly
         sampled window of ``<feature map, point feature> / sqrt(C)`` centred at
-        ``coords / 2**level``, zero outside the map.
+        ``coords / 2**level``, zero outside the map. With K templates
+        ``(B, S, N, K * levels * (2r+1)^2)``: template by template, each as above.
     """
     b, s, n, _ = coords.shape
+    multi = feats.ndim == 5
+    templates = feats if multi else feats[..., None, :]
+    kk = templates.shape[3]
     out = []
     for level, fmap in enumerate(pyramid):
         xy = (coords / (2.0**level)).reshape(b * s, n, 2)
-        args = (fmap.reshape(b * s, *fmap.shape[2:]), feats.reshape(b * s, n, -1), xy)
+        args = (fmap.reshape(b * s, *fmap.shape[2:]), templates.reshape(b * s, n, kk, -1), xy)
         # One frame at a time: the gathered (N, 2r+2, 2r+2, C) neighbourhoods of all
         # frames at once would dominate memory for large N.
         windows = jax.lax.map(lambda a: _window_one_frame(*a, radius), args)
-        out.append(windows.reshape(b, s, n, -1))
-    return jnp.concatenate(out, axis=-1)
+        out.append(windows.reshape(b, s, n, kk, -1))
+    return jnp.concatenate(out, axis=-1).reshape(b, s, n, -1)
 
 
 def correlation_volumes(pyramid: list[Array], feats: Array) -> list[Array]:

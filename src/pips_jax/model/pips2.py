@@ -269,9 +269,8 @@ class Pips2(EncoderStages):
         cfg = self.config
         b, s, n, _ = coords.shape
         c = coords / float(cfg.stride)
-        fcorrs = jnp.concatenate(
-            [sample_correlations(pyramid, f, c, cfg.corr_radius) for f in feats], axis=-1
-        )
+        # the three templates share each neighbourhood read
+        fcorrs = sample_correlations(pyramid, jnp.stack(feats, axis=3), c, cfg.corr_radius)
         flows = rearrange(trajectory_flows(c), "b s n d -> (b n) s d")
         fcorrs_ = rearrange(fcorrs, "b s n l -> (b n) s l")
         delta = self.net.apply({"params": params}, fcorrs_, flows, method=Pips2Net.delta)
