@@ -1,14 +1,18 @@
-"""TrainConfig defaults, JSON round trip, validation before compute, and the schedule."""
+"""TrainConfig defaults (both families' recipes), JSON round trip (the family kept; old
+configs without one are PIPs), validation before compute, and the schedule."""
 
 import dataclasses
+import json
+import re
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pips_jax.config import ModelConfig
+from pips_jax.config import ModelConfig, Pips2Config
 from pips_jax.errors import InputError
 from pips_jax.training import TrainConfig
+from pips_jax.training.config import check_family_flags
 from pips_jax.training.trainer import make_optimizer, one_cycle_schedule
 from small_model import SMALL
 from training_helpers import TINY
@@ -95,3 +99,86 @@ def test_first_adamw_step_by_hand():
     # (unclipped it would be -4e-5 * (30/31 + 0.2, -40/41 - 0.1) = (-4.67e-5, 4.30e-5))
     updates, _ = opt.update({"w": jnp.array([30.0, -40.0])}, state, params)
     np.testing.assert_allclose(np.asarray(updates["w"]), [-3.8e-5, 3.6e-5], rtol=1e-5)
+
+
+# ------------------------------------------------------------------ PIPs++
+TINY2_MODEL = Pips2Config(
+    S=4, latent_dim=16, corr_levels=2, corr_radius=1, encoder_dims=(8, 8, 8, 8),
+    encoder_stem_dim=8, delta_dim=8, delta_blocks=2, embed_dim=8,
+)  # fmt: skip
+
+
+def test_pips2_recipe_is_the_original_train_py():
+    cfg = TrainConfig.recipe("pips2")
+    # aharley/pips2 train.py main(): B=2, S=36, N=64, iters=6, crop_size=(384, 512),
+    # lr=5e-4, max_iters=200000, weight_decay=1e-6, eps 1e-8, OneCycleLR pct_start=0.1,
+    # clip_grad_norm_ 5.0, sequence_loss gamma 0.8, keep_latest=2
+    assert (cfg.batch_size, cfg.model.S, cfg.num_points, cfg.iters) == (2, 36, 64, 6)
+    assert cfg.crop == (384, 512) and cfg.feature_size == (48, 64)  # stride 8
+    assert (cfg.lr, cfg.weight_decay, cfg.eps, cfg.grad_clip) == (5e-4, 1e-6, 1e-8, 5.0)
+    assert (cfg.warmup_fraction, cfg.gamma, cfg.num_steps) == (0.1, 0.8, 200_000)
+    assert cfg.keep_checkpoints == 2 and cfg.random_init and cfg.family == "pips2"
+    assert cfg.model == Pips2Config(S=36)
+    assert TrainConfig.recipe("pips") == TrainConfig()
+    # fields on top; the model as a config or as fields over the recipe's
+    assert TrainConfig.recipe("pips2", iters=3).iters == 3
+    assert TrainConfig.recipe("pips2", model={"delta_blocks": 4}).model == Pips2Config(
+        S=36, delta_blocks=4
+    )
+    with pytest.raises(InputError, match="expected a Pips2Config for the pips2 recipe"):
+        TrainConfig.recipe("pips2", model=SMALL)
+
+
+def test_json_round_trip_keeps_the_family():
+    cfg = TrainConfig.recipe("pips2", model=TINY2_MODEL, crop=(64, 64), random_init=False)
+    d = json.loads(cfg.to_json())
+    assert d["model"]["family"] == "pips2" and d["random_init"] is False
+    assert "vis_weight" not in d and "remat" not in d  # PIPs' fields are not written
+    again = TrainConfig.from_json(cfg.to_json())
+    assert again == cfg and isinstance(again.model, Pips2Config) and again.model == TINY2_MODEL
+    assert cfg.differences(again) == []
+    d_pips = json.loads(TINY.to_json())
+    assert d_pips["model"]["family"] == "pips" and "random_init" not in d_pips
+    assert cfg.differences(TINY)[0] == "model.family"
+
+
+def test_old_configs_without_a_family_are_pips():
+    old = TINY.to_dict()
+    del old["model"]["family"]  # as every run folder made before PIPs++
+    assert TrainConfig.from_dict(old) == TINY
+    assert TrainConfig.from_dict(json.loads(json.dumps(old))).model == SMALL
+    with pytest.raises(InputError, match="model family: expected one of pips, pips2"):
+        TrainConfig.from_dict({**old, "model": {**old["model"], "family": "pips3"}})
+    with pytest.raises(InputError, match="unknown Pips2Config fields"):
+        TrainConfig.from_dict({**old, "model": {**old["model"], "family": "pips2"}})
+
+
+@pytest.mark.parametrize(
+    "family, changes, message",
+    [
+        ("pips2", {"vis_weight": 5.0}, "vis_weight: applies to PIPs only; this config trains PIPs++"),
+        ("pips2", {"remat": False}, "remat: applies to PIPs only; this config trains PIPs++"),
+        ("pips", {"random_init": False}, "random_init: applies to PIPs++ only; this config trains PIPs"),
+        ("pips2", {"eval_frames": 1}, "eval_frames: expected at least 2 frames, found 1"),
+        ("pips2", {"crop": (56, 64)}, "crop: expected H and W >= 64 (stride 8 x 2^3"),
+    ],
+)  # fmt: skip
+def test_fields_of_the_other_family_are_refused(family, changes, message):
+    with pytest.raises(InputError, match=r"^TrainConfig\.") as err:
+        TrainConfig.recipe(family, **{"crop": (64, 64), **changes})
+    assert message in str(err.value) and "\n" not in str(err.value)
+    # PIPs++ runs any window: held-out clips may be shorter than its training S
+    assert TrainConfig.recipe("pips2", eval_frames=8).model.S == 36
+
+
+def test_family_flags_are_named_in_the_refusal():
+    check_family_flags("pips2", {"lr": 1.0, "random_init": False}, {"S": 4, "delta_dim": 8})
+    for family, fields, model, message in [
+        ("pips2", {"vis_weight": 1.0}, {}, "--vis-weight applies to PIPs only; this run trains PIPs++"),
+        ("pips2", {"remat": False}, {}, "--no-remat applies to PIPs only; this run trains PIPs++"),
+        ("pips2", {}, {"mixer_dim": 8}, "--mixer-dim applies to PIPs only; this run trains PIPs++"),
+        ("pips", {}, {"delta_blocks": 2}, "--delta-blocks applies to PIPs++ only; this run trains PIPs"),
+        ("pips", {"random_init": False}, {}, "--no-random-init applies to PIPs++ only"),
+    ]:  # fmt: skip
+        with pytest.raises(InputError, match=re.escape(message)):
+            check_family_flags(family, fields, model)

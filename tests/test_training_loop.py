@@ -282,7 +282,11 @@ def cli_run(tmp_path_factory):
 
 def test_cli_train_end_to_end(cli_run, capsys):
     cfg = json.loads((cli_run / "config.json").read_text())
-    assert cfg["model"] == SMALL.to_dict() and cfg["num_steps"] == 2 and cfg["crop"] == [32, 32]
+    assert (
+        cfg["model"] == {"family": "pips", **SMALL.to_dict()}
+        and cfg["num_steps"] == 2
+        and cfg["crop"] == [32, 32]
+    )
     lines = [json.loads(x) for x in (cli_run / "metrics.jsonl").read_text().splitlines()]
     assert [(r["type"], r["step"]) for r in lines] == [("train", 1), ("train", 2), ("eval", 2)]
     for key in ("loss", "seq", "vis", "score", "lr", "grad_norm", "ate_vis", "steps_per_s"):

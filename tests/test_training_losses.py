@@ -12,6 +12,8 @@ import pytest
 from pips_jax import Pips
 from pips_jax.model.correlation import build_pyramid
 from pips_jax.training.losses import (
+    EPS,
+    PIPS2_EPS,
     balanced_ce_loss,
     logistic_loss,
     one_hot_maps,
@@ -72,6 +74,28 @@ def test_sequence_loss_two_iterations_with_a_masked_point():
     assert float(sequence_loss(preds, gt, valids, 0.8)) == pytest.approx(0.975, rel=1e-6)
     # gamma 0.5: (0.5 * 1.5 + 0.75) / 2 = 0.75
     assert float(sequence_loss(preds, gt, valids, 0.5)) == pytest.approx(0.75, rel=1e-6)
+
+
+def test_sequence_loss_of_pips2_divides_by_the_iterations_and_takes_its_eps():
+    # PIPs++'s sequence_loss is PIPs' formula with EPS = 1e-6 (aharley/pips2
+    # utils/basic.py) instead of 1e-8. B = N = 1, S = 2: ground truth (0, 0), (10, 10).
+    gt = jnp.array([[0.0, 0.0], [10.0, 10.0]])[None, :, None]  # B, S, N, 2
+    # per-frame mean |dx|,|dy| of the three iterations: (1, 4), (1, 1), (0, 0.5)
+    offsets = jnp.array(
+        [[[2.0, 0.0], [4.0, -4.0]], [[1.0, 1.0], [-2.0, 0.0]], [[0.0, 0.0], [0.5, -0.5]]]
+    )
+    preds = gt[None] + offsets[:, None, :, None]  # I=3, B, S, N, 2
+    valid = jnp.ones((1, 2, 1))
+    # masked means 2.5, 1, 0.25; weights 0.8^2, 0.8, 1: (1.6 + 0.8 + 0.25) / 3 = 0.883333
+    for eps in (EPS, PIPS2_EPS):
+        assert float(sequence_loss(preds, gt, valid, 0.8, eps)) == pytest.approx(2.65 / 3, rel=2e-6)
+    # A soft mask of total 1e-6 on frame 0 (errors 1, 1, 0) shows the eps:
+    # (0.64 * 1 + 0.8 * 1 + 0) / 3 = 0.48, times 1e-6 / (1e-6 + eps)
+    soft = jnp.array([1e-6, 0.0])[None, :, None]
+    assert float(sequence_loss(preds, gt, soft, 0.8, PIPS2_EPS)) == pytest.approx(0.24, rel=1e-5)
+    assert float(sequence_loss(preds, gt, soft, 0.8, EPS)) == pytest.approx(0.48 / 1.01, rel=1e-5)
+    # nothing valid: 0, not NaN
+    assert float(sequence_loss(preds, gt, 0 * valid, 0.8, PIPS2_EPS)) == 0.0
 
 
 def test_one_hot_target_is_at_rounded_row_y_and_column_x():

@@ -1,12 +1,15 @@
-"""``pips-jax train``: train PIPs on synthetic clips generated on the fly.
+"""``pips-jax train``: train PIPs or PIPs++ (``--model pips2``) on synthetic clips
+generated on the fly.
 
 The recipe, checkpoint and model-size flags are made from the fields of
-:class:`~pips_jax.training.config.TrainConfig` and :class:`~pips_jax.config.ModelConfig`
-(each field's :class:`~pips_jax.config.Flag` metadata), their help and the
-description written from the dataclasses' defaults; a field without that metadata has
-no flag. Which settings a new or resumed run gets is decided by
-:func:`pips_jax.training.loop.resolve_train_config`; this module only collects the
-flags that were given.
+:class:`~pips_jax.training.config.TrainConfig` and of every family's model config
+(:data:`pips_jax.config.FAMILIES`; each field's :class:`~pips_jax.config.Flag`
+metadata), their help and the description written from each family's recipe
+(:meth:`TrainConfig.recipe`); a field without that metadata has no flag, and a flag two
+families share (``--S``) is one flag. Which settings a new or resumed run gets, and
+which flags the run's family refuses (``--mixer-dim`` for PIPs++, ``--delta-dim`` for
+PIPs, ...), is decided by :func:`pips_jax.training.loop.resolve_train_config`; this
+module only collects the flags that were given.
 """
 
 from __future__ import annotations
@@ -16,34 +19,89 @@ import dataclasses
 from typing import Any
 
 from pips_jax.cli.args import (
+    FLAG_KINDS,
     add_compile_cache_arg,
     add_config_flag,
     add_job_args,
     float_text,
     resolution_text,
 )
-from pips_jax.config import Flag, ModelConfig, field_flags
-from pips_jax.training.config import TrainConfig
+from pips_jax.config import FAMILIES, Flag, config_class, field_flags
+from pips_jax.training.config import FAMILY_FIELDS, TrainConfig
 
 #: Help sections of the config flags (:attr:`~pips_jax.config.Flag.group`), in order.
 GROUPS = {
-    "recipe": "recipe (defaults: the original PIPs recipe)",
+    "recipe": "recipe (defaults: the family's original recipe)",
     "checkpoints": "checkpoints, log and evaluation",
-    "model": "model size (defaults: the released reference model)",
+    "model": "model size (defaults: the family's released reference model)",
 }
 #: Prefix of the parsed arguments (``args.<prefix><field>``) of each config's flags.
 TRAIN_PREFIX, MODEL_PREFIX = "train.", "model."
 
 
-def _config_flags() -> list[tuple[str, dataclasses.Field, Flag]]:
-    """``(dest, field, flag)`` of every config flag, in the order of the help."""
+@dataclasses.dataclass(frozen=True)
+class _ConfigFlag:
+    """One flag of the command: where it is stored, and its default in each family
+    whose training reads it (``{family: default}``)."""
+
+    dest: str
+    field: dataclasses.Field
+    flag: Flag
+    defaults: dict[str, Any]
+
+
+def _config_flags() -> list[_ConfigFlag]:
+    """Every config flag, in the order of the help: TrainConfig's, then the model
+    configs' (a flag several families share once, from the first family that has it)."""
+    recipes = {family: TrainConfig.recipe(family) for family in FAMILIES}
     found = [
-        (prefix + field.name, field, flag)
-        for cls, prefix in ((TrainConfig, TRAIN_PREFIX), (ModelConfig, MODEL_PREFIX))
-        for field, flag in field_flags(cls)
+        _ConfigFlag(
+            TRAIN_PREFIX + field.name,
+            field,
+            flag,
+            {
+                family: getattr(cfg, field.name)
+                for family, cfg in recipes.items()
+                if FAMILY_FIELDS.get(field.name, family) == family
+            },
+        )
+        for field, flag in field_flags(TrainConfig)
     ]
+    seen: dict[str, _ConfigFlag] = {}
+    for family, cfg in recipes.items():
+        for field, flag in field_flags(config_class(family)):
+            entry = seen.setdefault(
+                flag.name, _ConfigFlag(MODEL_PREFIX + field.name, field, flag, {})
+            )
+            assert entry.dest == MODEL_PREFIX + field.name, flag.name  # one field per flag
+            entry.defaults[family] = getattr(cfg.model, field.name)
+    found += seen.values()
     groups = list(GROUPS)
-    return sorted(found, key=lambda entry: (groups.index(entry[2].group), entry[2].order))
+    return sorted(found, key=lambda e: (groups.index(e.flag.group), e.flag.order))
+
+
+def _help_default(entry: _ConfigFlag) -> tuple[dataclasses.Field, Flag, str]:
+    """The field, flag and ``default_label`` to give
+    :func:`~pips_jax.cli.args.add_config_flag` so that the help ends with each family's
+    default: ``(4)`` where they agree, ``(PIPs 4, PIPs++ 2)`` where they differ,
+    ``(PIPs only, 512)`` for one family's flag."""
+    labels = {family: config_class(family).label for family in entry.defaults}
+    if len(entry.defaults) < len(FAMILIES):
+        only = " or ".join(labels.values()) + " only"
+        if entry.flag.kind == "off":  # its help has no default: say it there
+            return (
+                entry.field,
+                dataclasses.replace(entry.flag, help=f"{entry.flag.help} ({only})"),
+                "",
+            )
+        return entry.field, entry.flag, f"{only}, "
+    *firsts, last = entry.defaults
+    if entry.flag.kind == "off" or all(entry.defaults[f] == entry.defaults[last] for f in firsts):
+        return entry.field, entry.flag, ""
+    text = FLAG_KINDS[entry.flag.kind][1]
+    label = "".join(f"{labels[f]} {text(entry.defaults[f])}, " for f in firsts)
+    # add_config_flag writes the label, then the field's default: the last family's
+    return dataclasses.field(default=entry.defaults[last]), entry.flag, f"{label}{labels[last]} "
 
 
 def _steps_text(steps: int) -> str:
@@ -51,26 +109,44 @@ def _steps_text(steps: int) -> str:
     return f"{steps // 1000}k" if steps % 1000 == 0 else str(steps)
 
 
-def _description(c: TrainConfig) -> str:
-    """The command's description, with the recipe's defaults of ``c``."""
+def _recipe_text(c: TrainConfig) -> str:
+    """One family's recipe as the description writes it."""
     return (
-        "Train PIPs on FlyingThings++-style synthetic clips made on the fly (background "
-        "photo + moving textured objects with occlusions, exact ground truth), with the "
-        f"original recipe's losses and optimizer (defaults: batch {c.batch_size}, "
-        f"S={c.model.S}, {c.num_points} points, {resolution_text(c.crop)} crops, "
-        f"{c.iters} iterations, AdamW lr {float_text(c.lr)} with a one-cycle schedule, "
-        f"{_steps_text(c.num_steps)} steps). Writes DIR/checkpoints (orbax; also on Ctrl-C), DIR/metrics.jsonl, "
+        f"{c.model.label}: batch {c.batch_size}, S={c.model.S}, {c.num_points} points, "
+        f"{resolution_text(c.crop)} crops, {c.iters} iterations, AdamW lr {float_text(c.lr)} "
+        f"(weight decay {float_text(c.weight_decay)}) with a one-cycle schedule "
+        f"({c.warmup_fraction:.0%} warm-up), {_steps_text(c.num_steps)} steps"
+    )
+
+
+def _description() -> str:
+    """The command's description, with each family's recipe."""
+    recipes = "; ".join(_recipe_text(TrainConfig.recipe(family)) for family in FAMILIES)
+    return (
+        "Train PIPs, or PIPs++ with --model pips2, on FlyingThings++-style synthetic clips "
+        "made on the fly (background photo + moving textured objects with occlusions, "
+        "exact ground truth), with the original recipe's losses and optimizer (defaults: "
+        f"{recipes}). PIPs++ has no visibility or score-map loss (its log has no vis or "
+        "score) and starts the refinement from the original's noisy trajectories. "
+        "Writes DIR/checkpoints (orbax; also on Ctrl-C), DIR/metrics.jsonl, "
         "DIR/curves.png, DIR/config.json and, at the end, DIR/params.safetensors for "
         "pips-jax track --checkpoint. Flags override --config (or, with --resume, the "
-        "run's stored settings)."
+        "run's stored settings); a flag of the other family is refused."
     )
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "train",
-        help="train PIPs on generated synthetic clips (checkpoints, JSONL log, plot)",
-        description=_description(TrainConfig()),
+        help="train PIPs or PIPs++ on generated synthetic clips (checkpoints, JSONL log, plot)",
+        description=_description(),
+    )
+    p.add_argument(
+        "--model",
+        choices=tuple(FAMILIES),
+        default=None,
+        help="model family: pips (PIPs) or pips2 (PIPs++), with its original recipe "
+        "(default: the --config's or the resumed run's family, else pips)",
     )
     p.add_argument(
         "--out", default="pips_train", metavar="DIR", help="run folder (default ./%(default)s)"
@@ -99,8 +175,9 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     groups = {name: p.add_argument_group(title) for name, title in GROUPS.items()}
-    for dest, field, flag in _config_flags():
-        add_config_flag(groups[flag.group], field, flag, dest)
+    for entry in _config_flags():
+        field, flag, label = _help_default(entry)
+        add_config_flag(groups[flag.group], field, flag, entry.dest, default_label=label)
     add_compile_cache_arg(p)
     add_job_args(p)
     p.set_defaults(func=run)
@@ -126,6 +203,7 @@ def run(args: argparse.Namespace) -> int:
         args.config,
         overrides=_given(args, TRAIN_PREFIX),
         model_overrides=_given(args, MODEL_PREFIX),
+        family=args.model,
     )
     summary = train(
         config,

@@ -1,4 +1,5 @@
-"""Training PIPs on synthetic clips: config, losses, data, train step, checkpoints, loop.
+"""Training PIPs or PIPs++ on synthetic clips: config, losses, data, train step,
+checkpoints, loop.
 
 Entry points: :func:`train` (also ``pips-jax train``) and :func:`export_params`.
 """

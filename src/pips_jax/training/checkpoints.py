@@ -28,9 +28,10 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from pips_jax.checkpoint.store import flatten, load_params, save_params
-from pips_jax.config import ModelConfig
+from pips_jax.config import AnyConfig
 from pips_jax.errors import CheckpointError, InputError
-from pips_jax.model.pips import Params, Pips
+from pips_jax.model.families import model_for
+from pips_jax.model.pips import Params
 from pips_jax.training.config import TrainConfig
 from pips_jax.training.trainer import TrainState, abstract_state
 
@@ -198,12 +199,24 @@ def _mismatch_error(what: str, mismatches: list[str]) -> InputError:
     return InputError(f"{what} does not fit the model (another model size?): {shown}{more}")
 
 
-def check_model_config(stored: ModelConfig, wanted: ModelConfig, what: str) -> None:
-    """Raises :class:`InputError` naming the parameter shapes that differ between the
-    two configs' models (computed with ``jax.eval_shape``, no compute)."""
+def _family_error(what: str, stored: AnyConfig, wanted: AnyConfig) -> InputError:
+    return InputError(
+        f"{what} holds a {stored.label} model ({stored.family}); this run trains "
+        f"{wanted.label} ({wanted.family})"
+    )
+
+
+def check_model_config(stored: AnyConfig, wanted: AnyConfig, what: str) -> None:
+    """Raises :class:`InputError` naming the other family, or the parameter shapes that
+    differ between the two configs' models (computed with ``jax.eval_shape``, no
+    compute)."""
     if stored == wanted:
         return
-    mismatches = shape_mismatches(Pips(wanted).param_shapes(), Pips(stored).param_shapes())
+    if stored.family != wanted.family:
+        raise _family_error(what, stored, wanted)
+    mismatches = shape_mismatches(
+        model_for(wanted).param_shapes(), model_for(stored).param_shapes()
+    )
     if not mismatches:  # same shapes, other hyper-parameters (e.g. corr_radius is shape-free)
         fields = [k for k, v in wanted.to_dict().items() if stored.to_dict()[k] != v]
         mismatches = [
@@ -215,15 +228,15 @@ def check_model_config(stored: ModelConfig, wanted: ModelConfig, what: str) -> N
 def load_run_params(
     run_dir: str | os.PathLike,
     step: int | None = None,
-    check: tuple[ModelConfig, str] | None = None,
-) -> tuple[Params, ModelConfig, int]:
+    check: tuple[AnyConfig, str] | None = None,
+) -> tuple[Params, AnyConfig, int]:
     """The parameters of one checkpoint of a training run (the optimizer state is dropped).
 
     Args:
         run_dir: a training run folder (``run_dir/checkpoints/<step>/``).
         step: which checkpoint (default: the latest).
-        check: ``(model, what)``: refuse, naming ``what``, a run of another model size
-            before anything is restored.
+        check: ``(model, what)``: refuse, naming ``what``, a run of another model family
+            or size before anything is restored.
 
     Returns:
         ``(params, model_config, step)`` with the parameters as NumPy arrays.
@@ -243,21 +256,21 @@ def load_run_params(
     return jax.device_get(state.params), cfg.model, step
 
 
-def load_init_params(path: str | os.PathLike, model: ModelConfig) -> tuple[Params, str]:
+def load_init_params(path: str | os.PathLike, model: AnyConfig) -> tuple[Params, str]:
     """Parameters to start (fine-tune) from, checked against ``model`` before any compute.
 
     Args:
         path: a converted ``.safetensors`` file (:mod:`pips_jax.checkpoint.store`), an
-            original ``.pth`` checkpoint, or a training run folder (its latest
-            checkpoint's parameters; the optimizer state is not used).
-        model: the configuration being trained.
+            original ``.pth`` checkpoint (of PIPs or PIPs++), or a training run folder
+            (its latest checkpoint's parameters; the optimizer state is not used).
+        model: the configuration being trained (either family).
 
     Returns:
         ``(params, description)``: NumPy parameter tree and where it came from.
 
     Raises:
-        InputError: no such file, or parameters of another model size (naming the
-            parameter shapes that differ).
+        InputError: no such file, or parameters of the other family or of another
+            model size (naming the parameter shapes that differ).
     """
     path = Path(path)
     if path.is_dir():
@@ -276,8 +289,10 @@ def load_init_params(path: str | os.PathLike, model: ModelConfig) -> tuple[Param
         except CheckpointError as e:
             raise InputError(f"init {path}: {e}") from None
         return params, f"{path} (original checkpoint)"
-    params, _, _ = load_params(path)
-    mismatches = shape_mismatches(Pips(model).param_shapes(), params)
+    params, stored, _ = load_params(path)
+    if stored.family != model.family:
+        raise _family_error(f"init {path}", stored, model)
+    mismatches = shape_mismatches(model_for(model).param_shapes(), params)
     if mismatches:
         raise _mismatch_error(f"init {path}", mismatches)
     return params, str(path)

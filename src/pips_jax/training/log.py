@@ -4,7 +4,10 @@ Records are ``{"type": "train", "step": ..., "loss": ..., "seq": ..., "vis": ...
 "score": ..., "lr": ..., "grad_norm": ..., "ate_vis": ..., "ate_occ": ...,
 "steps_per_s": ..., "elapsed": ...}`` (means over the steps since the previous record;
 ``step`` counts completed optimizer steps; errors in input pixels) and
-``{"type": "eval", "step": ..., <TAP-Vid metrics>}``. NaN is written as ``null``.
+``{"type": "eval", "step": ..., <TAP-Vid and PIPs++ paper metrics>}``. NaN is written
+as ``null``. A PIPs++ run's train records have no ``vis`` or ``score`` (its model has
+neither loss; its ``loss`` is its ``seq``): the keys are left out rather than written
+as 0, so that no curve shows a loss that does not exist.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 A run folder holds:
 
-* ``config.json``: the :class:`~pips_jax.training.config.TrainConfig`;
+* ``config.json``: the :class:`~pips_jax.training.config.TrainConfig` (the model's
+  family in it);
 * ``checkpoints/<step>/``: the latest ``keep_checkpoints`` checkpoints (orbax), one
   every ``checkpoint_every`` steps and one at exit, Ctrl-C included;
 * ``metrics.jsonl``: the log (:mod:`pips_jax.training.log`), ``curves.png`` its plot;
@@ -63,11 +64,11 @@ from pips_jax.checkpoint.store import save_params
 from pips_jax.errors import InputError, PipsError
 from pips_jax.files import atomic_write_bytes, make_output_dir
 from pips_jax.training.checkpoints import RunCheckpoints, check_model_config, load_init_params
-from pips_jax.training.config import TrainConfig
+from pips_jax.training.config import TrainConfig, check_family_flags
 from pips_jax.training.data import BatchLoader, ClipSpec
 from pips_jax.training.log import MetricsLog, plot_curves
 from pips_jax.training.trainer import (
-    METRIC_NAMES,
+    METRICS,
     TrainState,
     abstract_state,
     init_state,
@@ -126,21 +127,30 @@ def resolve_train_config(
     config_path: str | os.PathLike | None = None,
     overrides: Mapping[str, Any] | None = None,
     model_overrides: Mapping[str, Any] | None = None,
+    family: str | None = None,
 ) -> TrainConfig | None:
     """The ``config`` to pass to :func:`train` for ``pips-jax train``'s settings.
 
     The base is the TrainConfig JSON file ``config_path``, else (with ``resume``) the
-    config stored by the run in ``out_dir``, else the defaults; ``overrides``
-    (TrainConfig fields) and ``model_overrides`` (ModelConfig fields) go on top. A
-    resumed run without overrides gives None: :func:`train` keeps its stored
-    settings. A run folder without a checkpoint starts from the defaults.
+    config stored by the run in ``out_dir``, else the original recipe of ``family``
+    (:meth:`TrainConfig.recipe`; default PIPs); ``overrides`` (TrainConfig fields) and
+    ``model_overrides`` (fields of the family's model config) go on top. A resumed run
+    without overrides gives None: :func:`train` keeps its stored settings. A run
+    folder without a checkpoint starts from the recipe.
+
+    Args:
+        family: the model family asked for (``--model``); a base of another family
+            is refused. None: the base's family (PIPs for the recipe).
 
     Raises:
         InputError: ``config_path`` cannot be read (the message calls it ``--config``)
-            or holds no valid TrainConfig; the overrides make an invalid one.
+            or holds no valid TrainConfig; the base is of another family than
+            ``family``; an override applies to the other family only (naming its
+            flag); the overrides make an invalid config.
     """
     fields = dict(overrides or {})
     model = dict(model_overrides or {})
+    base, where, stored = None, None, False
     if config_path:
         try:
             text = Path(config_path).read_text()
@@ -148,20 +158,24 @@ def resolve_train_config(
             raise InputError(
                 f"--config {config_path}: cannot read it ({e.strerror or e})"
             ) from None
-        base = TrainConfig.from_json(text)
+        base, where = TrainConfig.from_json(text), f"--config {config_path}"
     elif resume and Path(out_dir).is_dir():
         runs = RunCheckpoints(out_dir, read_only=True)
         try:
-            if runs.latest_step() is None:
-                base = TrainConfig()
-            elif not fields and not model:
-                return None
-            else:
-                base = runs.config()
+            if runs.latest_step() is not None:
+                base, where, stored = runs.config(), f"the run in {out_dir}", True
         finally:
             runs.close()
-    else:
-        base = TrainConfig()
+    if base is None:
+        base = TrainConfig.recipe(family or "pips")
+    elif family is not None and family != base.family:
+        raise InputError(
+            f"--model {family}: {where} trains {base.model.label} ({base.family}); "
+            f"leave --model out or give --model {base.family}"
+        )
+    check_family_flags(base.family, fields, model)
+    if stored and not fields and not model:
+        return None
     if model:
         fields["model"] = dataclasses.replace(base.model, **model)
     return dataclasses.replace(base, **fields)
@@ -201,11 +215,11 @@ class _DeferredInterrupt:
             self._previous = None
 
 
-def _mean_record(pending: list[dict[str, Any]]) -> dict[str, float]:
-    """Means over steps of the fetched metrics (NaN-aware for the errors)."""
+def _mean_record(pending: list[dict[str, Any]], names: tuple[str, ...]) -> dict[str, float]:
+    """Means over steps of the fetched metrics ``names`` (NaN-aware for the errors)."""
     values = jax.device_get(pending)
     out = {}
-    for name in METRIC_NAMES:
+    for name in names:
         column = np.array([float(v[name]) for v in values])
         finite = column[np.isfinite(column)]
         out[name] = float(finite.mean()) if finite.size else float("nan")
@@ -292,17 +306,20 @@ def train(
     until_step: int | None = None,
     on_step: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """Trains PIPs on synthetic clips; see the module docstring for what is written.
+    """Trains PIPs or PIPs++ (``config.model``'s family) on synthetic clips; see the
+    module docstring for what is written.
 
     Args:
-        config: the run's settings (default: ``TrainConfig()``, the original recipe;
-            with ``resume``, default: the stored ones).
+        config: the run's settings (default: ``TrainConfig()``, the original PIPs
+            recipe; :meth:`TrainConfig.recipe` gives PIPs++'s; with ``resume``,
+            default: the stored ones).
         out_dir: the run folder.
         resume: continue the run in ``out_dir`` from its latest checkpoint (a folder
             without checkpoints starts a new run). Only
             :data:`RESUMABLE_FIELDS` of ``config`` may differ from the stored config.
         init: start a new run from these parameters (not the optimizer state): a
-            converted ``.safetensors`` file, an original ``.pth`` or a run folder.
+            converted ``.safetensors`` file, an original ``.pth`` or a run folder, of
+            the run's family.
         progress: show a progress bar (tqdm, stderr).
         workers: data worker processes (of each process of a job; default
             :func:`default_workers`; 0 makes the clips in this thread). The results do
@@ -322,7 +339,7 @@ def train(
 
     Raises:
         InputError: before any compute, for a bad config, output folder, ``init`` of
-            another model size, a run that already exists without ``resume``, or a
+            another model family or size, a run that already exists without ``resume``, or a
             resume with changed settings; in a job, on every process at once, also
             for a run folder the processes see differently or a batch that does not
             split over every process's devices. KeyboardInterrupt: after saving a
@@ -430,7 +447,7 @@ def train(
     def write_record() -> None:
         nonlocal pending, mark
         now = time.perf_counter()
-        record = {"type": "train", "step": done, **_mean_record(pending)}
+        record = {"type": "train", "step": done, **_mean_record(pending, METRICS[cfg.family])}
         record["steps_per_s"] = (done - mark[0]) / max(now - mark[1], 1e-9)
         record["elapsed"] = elapsed()
         if log is not None:

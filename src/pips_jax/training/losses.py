@@ -1,4 +1,5 @@
-"""The training losses of PIPs, as in the original ``nets/pips.py`` (pure JAX).
+"""The training losses of PIPs, as in the original ``nets/pips.py``, and of PIPs++
+(pure JAX).
 
 Conventions: trajectories are ``(x, y)`` in input pixels with the origin at the centre
 of the top-left pixel (``x`` along the width); ``(B, S, N)`` arrays are per clip,
@@ -6,7 +7,10 @@ frame and point; ``vis`` and ``valids`` are float 0/1 masks. Masked means divide
 ``EPS + sum(mask)`` as the original's ``reduce_masked_mean`` does, so an empty mask
 gives 0, not NaN.
 
-The total is ``sequence_loss + 10 * balanced_ce_loss(visibility) + score-map loss``.
+PIPs' total is ``sequence_loss + 10 * balanced_ce_loss(visibility) + score-map loss``.
+PIPs++'s (aharley/pips2 ``nets/pips2.py``) is :func:`sequence_loss` alone, the same
+formula over its iterations' predictions, with that project's ``EPS``
+(:data:`PIPS2_EPS`, 1e-6).
 The score-map loss compares, for every refinement iteration, each point's full
 correlation map (all pyramid levels upsampled to the level-0 feature resolution and
 summed) with a one-hot map at its rounded ground-truth feature pixel. Those maps are
@@ -29,6 +33,8 @@ from pips_jax.ops.resize import align_corners_matrix
 
 #: Added to the denominators of masked means (the original's ``EPS``).
 EPS = 1e-8
+#: PIPs++'s ``EPS`` (aharley/pips2 ``utils/basic.py``), in its sequence loss.
+PIPS2_EPS = 1e-6
 
 
 def masked_mean(x: Array, mask: Array) -> Array:
@@ -75,12 +81,16 @@ def balanced_ce_loss(pred_logits: Array, gt: Array, valid: Array | None = None) 
     return masked_mean(loss, pos * valid) + masked_mean(loss, neg * valid)
 
 
-def sequence_loss(coord_preds: Array, trajs_gt: Array, valids: Array, gamma: float = 0.8) -> Array:
+def sequence_loss(
+    coord_preds: Array, trajs_gt: Array, valids: Array, gamma: float = 0.8, eps: float = EPS
+) -> Array:
     """Exponentially weighted L1 error of every iteration's trajectories.
 
     For iteration ``i`` of ``I``: weight ``gamma ** (I - i - 1)`` times the masked mean
-    over ``(B, S, N)`` of ``mean(|pred - gt|)`` over the two coordinates; the weighted
-    terms are summed and divided by ``I``.
+    over ``(B, S, N)`` of ``mean(|pred - gt|)`` over the two coordinates (``sum /
+    (eps + sum(valids))``); the weighted terms are summed and divided by ``I``. PIPs
+    and PIPs++ write the same ``sequence_loss``; they differ only in ``eps``
+    (:data:`EPS`, :data:`PIPS2_EPS`).
 
     Args:
         coord_preds: ``(I, B, S, N, 2)`` trajectories after every iteration, ``(x, y)``
@@ -88,6 +98,7 @@ def sequence_loss(coord_preds: Array, trajs_gt: Array, valids: Array, gamma: flo
         trajs_gt: ``(B, S, N, 2)`` ground truth, ``(x, y)`` input pixels.
         valids: ``(B, S, N)`` 0/1 mask of supervised positions.
         gamma: decay per iteration from the last one back.
+        eps: added to the masked means' denominators.
 
     Returns:
         Scalar loss in pixels.
@@ -99,7 +110,7 @@ def sequence_loss(coord_preds: Array, trajs_gt: Array, valids: Array, gamma: flo
             f"found {coord_preds.shape}, {trajs_gt.shape}, {valids.shape}"
         )
     errors = jnp.mean(jnp.abs(coord_preds - trajs_gt), axis=-1)  # I, B, S, N
-    per_iter = jnp.sum(errors * valids, axis=(1, 2, 3)) / (EPS + jnp.sum(valids))
+    per_iter = jnp.sum(errors * valids, axis=(1, 2, 3)) / (eps + jnp.sum(valids))
     weights = gamma ** (n_iters - 1 - jnp.arange(n_iters, dtype=jnp.float32))
     return jnp.sum(weights * per_iter) / n_iters
 

@@ -1,6 +1,11 @@
-"""Train state, optimizer and the data-parallel train step.
+"""Train state, optimizer and the data-parallel train step, for both model families.
 
 The step is one jitted pure function ``(state, batch, rng) -> (new_state, metrics)``.
+PIPs' loss is the sequence, visibility and score-map losses (:func:`pips_losses`);
+PIPs++'s the sequence loss alone (:func:`pips2_losses`; its model has no visibility
+head and no score maps), with the refinement started from the original's noisy
+trajectories drawn from ``rng`` (``TrainConfig.random_init``). The metrics of each
+family are :data:`METRICS` (PIPs++ has no ``vis`` or ``score``).
 Data parallelism uses ``jax.sharding``: a 1-D mesh ``('data',)`` over the devices of
 every process of the job (:mod:`pips_jax.runtime`), the global batch split along its
 first axis, parameters and optimizer state placed by :func:`state_shardings`
@@ -32,11 +37,14 @@ from jax import Array
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from pips_jax.config import ModelConfig
+from pips_jax.config import AnyConfig
 from pips_jax.errors import InputError
+from pips_jax.model.families import model_for
 from pips_jax.model.pips import Params, Pips
+from pips_jax.model.pips2 import Pips2
 from pips_jax.training.config import TrainConfig
 from pips_jax.training.losses import (
+    PIPS2_EPS,
     balanced_ce_loss,
     score_map_loss_from_terms,
     score_map_terms,
@@ -48,8 +56,14 @@ Batch = dict[str, Array]
 #: OneCycleLR's defaults: start at ``lr / 25``, end at ``lr / 25 / 1e4``.
 DIV_FACTOR = 25.0
 FINAL_DIV_FACTOR = 1e4
-#: Names of the scalars :func:`train_step` returns.
+#: Names of the scalars :func:`train_step` returns for PIPs.
 METRIC_NAMES = ("loss", "seq", "vis", "score", "lr", "grad_norm", "ate_vis", "ate_occ")
+#: The scalars :func:`train_step` returns, per family: PIPs++ has no visibility or
+#: score-map loss, so its ``loss`` is its ``seq`` and there is no ``vis`` or ``score``.
+METRICS: dict[str, tuple[str, ...]] = {
+    "pips": METRIC_NAMES,
+    "pips2": tuple(n for n in METRIC_NAMES if n not in ("vis", "score")),
+}
 
 
 class TrainState(NamedTuple):
@@ -96,13 +110,13 @@ def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _init_params(model: ModelConfig, key: Array) -> Params:
-    return Pips(model).init(key)
+def _init_params(model: AnyConfig, key: Array) -> Params:
+    return model_for(model).init(key)
 
 
-def init_params(model: ModelConfig, seed: int) -> Params:
-    """Randomly initialised parameters (Flax defaults) of ``Pips(model)``, compiled once
-    per model config."""
+def init_params(model: AnyConfig, seed: int) -> Params:
+    """Randomly initialised parameters (Flax defaults) of ``model_for(model)``, compiled
+    once per model config."""
     return _init_params(model, jax.random.key(seed))
 
 
@@ -146,7 +160,38 @@ def batch_track_errors(
     return mean(valids * (vis > 0.5)), mean(valids * (vis < 0.5))
 
 
-def compute_losses(
+def random_trajectories(key: Array, trajs: Array, size: tuple[int, int]) -> Array:
+    """The trajectories PIPs++'s training starts the refinement from (the original
+    ``train.py``'s ``run_model``).
+
+    Per point: uniform random positions on every frame (``x`` in ``[0, W-1]``, ``y`` in
+    ``[0, H-1]``, independent per frame) mixed with the ground truth by a share ``c``
+    drawn uniformly in ``[0, 1)``, ``c * random + (1 - c) * gt``; then, for half of the
+    points (a fair coin each), the zero-velocity trajectory (frame 0's ground truth on
+    every frame) instead; then frame 0 at the ground truth for all of them.
+
+    Args:
+        key: a PRNG key.
+        trajs: ``(B, S, N, 2)`` ground truth ``(x, y)`` in input pixels.
+        size: ``(H, W)`` of the frames.
+
+    Returns:
+        ``(B, S, N, 2)`` ``(x, y)`` input pixels.
+    """
+    b, s, n, _ = trajs.shape
+    h, w = size
+    k_x, k_y, k_mix, k_zero = jax.random.split(key, 4)
+    x = jax.random.uniform(k_x, (b, s, n), maxval=w - 1.0)
+    y = jax.random.uniform(k_y, (b, s, n), maxval=h - 1.0)
+    mix = jax.random.uniform(k_mix, (b, 1, n, 1))
+    noisy = jnp.stack([x, y], axis=-1) * mix + trajs * (1.0 - mix)
+    zero_velocity = jnp.broadcast_to(trajs[:, :1], trajs.shape)
+    moving = jax.random.uniform(k_zero, (b, 1, n, 1)) > 0.5
+    start = jnp.where(moving, noisy, zero_velocity)
+    return start.at[:, 0].set(trajs[:, 0])
+
+
+def pips_losses(
     model: Pips, cfg: TrainConfig, params: Params, batch: Batch
 ) -> tuple[Array, dict[str, Array]]:
     """The PIPs training loss on one batch.
@@ -169,8 +214,46 @@ def compute_losses(
     return total, {"seq": seq, "vis": vis_loss, "score": score, "coords": out.coords[-1]}
 
 
+def pips2_losses(
+    model: Pips2, cfg: TrainConfig, params: Params, batch: Batch, rng: Array
+) -> tuple[Array, dict[str, Array]]:
+    """The PIPs++ training loss on one batch: the sequence loss of every iteration's
+    prediction (frame 0 as the update left it, as the original's loss sees it), with
+    the original's ``EPS`` (:data:`~pips_jax.training.losses.PIPS2_EPS`).
+
+    Args:
+        rng: draws the starting trajectories (:func:`random_trajectories`) when
+            ``cfg.random_init``; unused otherwise.
+
+    Returns:
+        ``(seq, parts)``: a dict with ``seq`` and the result ``coords`` ``(B, S, N, 2)``
+        (frame 0 locked to the query).
+    """
+    frames, trajs = batch["frames"], batch["trajs"]
+    xys = trajs[:, 0]
+    if cfg.random_init:
+        start = random_trajectories(rng, trajs, frames.shape[2:4])
+        fmaps = model.encode(params, frames, per_frame=False)
+        out = model.forward_features(params, fmaps, xys, cfg.iters, coords_init=start)
+    else:
+        out = model.forward_train(params, frames, xys, cfg.iters)
+    seq = sequence_loss(out.coords[:-1], trajs, batch["valids"], cfg.gamma, eps=PIPS2_EPS)
+    return seq, {"seq": seq, "coords": out.coords[-1]}
+
+
+def compute_losses(
+    model: Pips | Pips2, cfg: TrainConfig, params: Params, batch: Batch, rng: Array
+) -> tuple[Array, dict[str, Array]]:
+    """The training loss of ``cfg``'s family on one batch (:func:`pips_losses` or
+    :func:`pips2_losses`): ``(total, parts)``, ``parts`` with the family's losses and
+    the result ``coords`` ``(B, S, N, 2)``."""
+    if isinstance(model, Pips2):
+        return pips2_losses(model, cfg, params, batch, rng)
+    return pips_losses(model, cfg, params, batch)
+
+
 def train_step(
-    model: Pips,
+    model: Pips | Pips2,
     optimizer: optax.GradientTransformation,
     schedule: optax.Schedule,
     cfg: TrainConfig,
@@ -183,34 +266,32 @@ def train_step(
     Args:
         state: the current :class:`TrainState`.
         batch: see the module docstring.
-        rng: a PRNG key for stochastic layers; PIPs has none, so the step does not
-            depend on it.
+        rng: a PRNG key: PIPs++'s starting trajectories (``cfg.random_init``); PIPs
+            draws nothing, so its step does not depend on it.
 
     Returns:
-        ``(new_state, metrics)`` with the scalars :data:`METRIC_NAMES`: losses before
-        the update, the learning rate used, the gradient norm before clipping, and the
-        last iteration's errors on visible / occluded points (``ate_vis``,
+        ``(new_state, metrics)`` with the scalars of :data:`METRICS` for the family:
+        losses before the update, the learning rate used, the gradient norm before
+        clipping, and the result's errors on visible / occluded points (``ate_vis``,
         ``ate_occ``, pixels, NaN without such points).
     """
-    del rng
     (total, parts), grads = jax.value_and_grad(
-        lambda p: compute_losses(model, cfg, p, batch), has_aux=True
+        lambda p: compute_losses(model, cfg, p, batch, rng), has_aux=True
     )(state.params)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     ate_vis, ate_occ = batch_track_errors(
         parts["coords"], batch["trajs"], batch["vis"], batch["valids"]
     )
-    metrics = {
+    values = {
+        **parts,
         "loss": total,
-        "seq": parts["seq"],
-        "vis": parts["vis"],
-        "score": parts["score"],
         "lr": jnp.asarray(schedule(state.step), jnp.float32),
         "grad_norm": global_norm(grads),
         "ate_vis": ate_vis,
         "ate_occ": ate_occ,
     }
+    metrics = {name: values[name] for name in METRICS[cfg.family]}
     return TrainState(state.step + 1, params, opt_state), metrics
 
 
@@ -328,6 +409,7 @@ STEP_FIELDS = (
     "gamma",
     "vis_weight",
     "remat",
+    "random_init",
     "lr",
     "weight_decay",
     "eps",
@@ -349,7 +431,7 @@ def make_train_step(
         if len(_compiled_steps) >= 8:
             _compiled_steps.clear()
         step = functools.partial(
-            train_step, Pips(cfg.model), make_optimizer(cfg), one_cycle_schedule(cfg), cfg
+            train_step, model_for(cfg.model), make_optimizer(cfg), one_cycle_schedule(cfg), cfg
         )
         rep = replicated(mesh)
         state = state_shardings(abstract_state(cfg), mesh)
