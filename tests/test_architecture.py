@@ -34,6 +34,7 @@ ORDER = (
     "synthetic",
     "tracker",
     "collection",
+    "api",
     "evaluation",
     "training",
     "demo",

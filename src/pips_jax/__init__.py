@@ -1,6 +1,8 @@
-"""pips-jax: the PIPs point tracker (Harley et al., ECCV 2022) in JAX/Flax.
+"""pips-jax: the PIPs point trackers (PIPs, Harley et al., ECCV 2022; PIPs++, Zheng et
+al., ICCV 2023) in JAX/Flax.
 
-Coordinates are ``(x, y)`` in input pixels, origin at the centre of the top-left
+One call tracks a video (:func:`track`); :func:`load_tracker` builds a tracker once
+for many videos. Coordinates are ``(x, y)`` in input pixels, origin at the centre of the top-left
 pixel, unless a function says otherwise.
 """
 
@@ -12,19 +14,48 @@ from pips_jax.config import ModelConfig
 from pips_jax.errors import CheckpointError, InputError, PipsError
 
 if TYPE_CHECKING:
+    from pips_jax.api import load_tracker, track
     from pips_jax.model.pips import Pips, PipsOutput
+    from pips_jax.tracker import Tracker
+    from pips_jax.tracks_io import TrackResult
+    from pips_jax.weights import Weights, load_weights
 
 __version__ = "0.1.0"
 
-__all__ = ["CheckpointError", "InputError", "ModelConfig", "Pips", "PipsError", "PipsOutput"]
+__all__ = [
+    "CheckpointError",
+    "InputError",
+    "ModelConfig",
+    "Pips",
+    "PipsError",
+    "PipsOutput",
+    "TrackResult",
+    "Tracker",
+    "Weights",
+    "load_tracker",
+    "load_weights",
+    "track",
+]
+
+# Where each name imported on first use lives.
+_LAZY = {
+    "Pips": "pips_jax.model.pips",
+    "PipsOutput": "pips_jax.model.pips",
+    "TrackResult": "pips_jax.tracks_io",
+    "Tracker": "pips_jax.tracker",
+    "Weights": "pips_jax.weights",
+    "load_tracker": "pips_jax.api",
+    "load_weights": "pips_jax.weights",
+    "track": "pips_jax.api",
+}
 
 
 def __getattr__(name: str) -> Any:
-    # Pips and PipsOutput are imported on first use: importing JAX and Flax takes a
+    # The names of _LAZY are imported on first use: importing JAX and Flax takes a
     # second or more, and the command line (``pips_jax.cli``, which imports this
     # package first) must be able to take Ctrl-C before that.
-    if name in ("Pips", "PipsOutput"):
-        from pips_jax.model import pips
+    if name in _LAZY:
+        import importlib
 
-        return getattr(pips, name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'pips_jax' has no attribute {name!r}")

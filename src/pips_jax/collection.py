@@ -78,7 +78,14 @@ from pips_jax import interrupts, runtime
 from pips_jax.errors import InputError, PipsError
 from pips_jax.files import StagedOutputs
 from pips_jax.tracker import FrameSelection, Tracker, VideoSource, open_video
-from pips_jax.tracks_io import TrackResult, output_names, save_csv, save_npz
+from pips_jax.tracks_io import (
+    TRACK_FORMATS,
+    TrackResult,
+    output_names,
+    save_csv,
+    save_npz,
+    save_tapvid_pickle,
+)
 
 #: Frame rate of the visualization of an input without one (a folder of frames
 #: without ``fps``).
@@ -195,6 +202,8 @@ class TrackOptions:
         grid_size: ``K`` of the ``K x K`` grid when ``queries`` is None.
         grid_query_frame: the grid's input frame (None: the first tracked frame).
         backward: also track frames before each query frame.
+        formats: the track files written, kinds of
+            :data:`pips_jax.tracks_io.TRACK_FORMATS` (``npz``, ``csv``, ``tapvid``).
         viz_format: ``"mp4"`` or ``"gif"``, the visualization's format; None: none.
         trail: trail length of the visualization, in frames.
     """
@@ -206,13 +215,22 @@ class TrackOptions:
     grid_size: int = 10
     grid_query_frame: int | None = None
     backward: bool = True
+    formats: tuple[str, ...] = ("npz", "csv")
     viz_format: str | None = "mp4"
     trail: int = 12
+
+    def __post_init__(self) -> None:
+        unknown = [f for f in self.formats if f not in TRACK_FORMATS]
+        if unknown or not self.formats:
+            raise InputError(
+                f"track formats: expected some of {', '.join(TRACK_FORMATS)}, found "
+                f"{', '.join(self.formats) or 'none'}"
+            )
 
     def output_names(self, stem: str) -> list[str]:
         """The files this run writes for a video named ``stem``, in writing order."""
         names = output_names(stem)
-        kinds = ["npz", "csv"] + ([self.viz_format] if self.viz_format else [])
+        kinds = [*self.formats] + ([self.viz_format] if self.viz_format else [])
         return [names[k] for k in kinds]
 
 
@@ -480,8 +498,13 @@ def write_outputs(
     same stem that the run does not write (the other visualization format) go."""
     names = output_names(stem)
     with StagedOutputs(out, replaces=names.values()) as staged:
-        save_npz(staged.path(names["npz"]), result)
-        save_csv(staged.path(names["csv"]), result)
+        savers = {
+            "npz": lambda path: save_npz(path, result),
+            "csv": lambda path: save_csv(path, result),
+            "tapvid": lambda path: save_tapvid_pickle(path, result, stem),
+        }
+        for kind in options.formats:
+            savers[kind](staged.path(names[kind]))
         if options.viz_format:
             from pips_jax.viz import save_visualization
 

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pips_jax.config import DEFAULT_ITERS, is_int
 from pips_jax.errors import InputError
+
+if TYPE_CHECKING:
+    from pips_jax.weights import Weights
 
 #: ``(H, W)`` frames of 256x256 clips (``demo``, ``eval``) are resized to for the model
 #: when neither the user nor the weights' card says otherwise (TAP-Vid's size).
@@ -117,6 +120,42 @@ class InferenceSettings:
         where one is set)."""
         window = f"; window: {self.window} frames" if self.window is not None else ""
         return f"{weights}; iterations per window: {self.iters}{window}"
+
+
+def settings_for(
+    weights: Weights,
+    *,
+    iters: int | None = None,
+    clip_resolution: tuple[int, int] | None = None,
+    video_resolution: tuple[int, int] | None = None,
+    precision: str | None = None,
+    window: int | None = None,
+    window_flag: str = "window",
+) -> InferenceSettings:
+    """The settings ``weights`` run with: :meth:`InferenceSettings.resolve` on their
+    card and family, under the user's values (None: not given). Resolutions are
+    ``(H, W)`` pixels.
+
+    Raises:
+        InputError: a ``window`` for weights of a family with fixed windows (PIPs),
+            naming the setting as ``window_flag`` (``"--window"`` on the command line).
+    """
+    family = weights.config.family
+    if window is not None and family != "pips2":
+        raise InputError(
+            f"{window_flag} {window}: the window length is a PIPs++ setting; "
+            f"{weights.description} are {weights.config.label} weights, which run windows "
+            f"of S={weights.config.S} frames"
+        )
+    return InferenceSettings.resolve(
+        weights.card,
+        iters=iters,
+        clip_resolution=clip_resolution,
+        video_resolution=video_resolution,
+        precision=precision,
+        window=window,
+        family=family,
+    )
 
 
 def _first(*values: Any) -> Any:

@@ -1,4 +1,5 @@
-"""The tracker's results and their files: tracks ``.npz`` and ``.csv``, points files.
+"""The tracker's results and their files: tracks ``.npz``, ``.csv`` and TAP-Vid-style
+prediction pickles, points files.
 
 Conventions (every format here): queries are ``(t, x, y)`` rows, ``t`` an input frame
 index; positions are ``(x, y)`` input pixels with the origin at the centre of the
@@ -66,11 +67,41 @@ class TrackResult:
     def num_frames(self) -> int:
         return int(self.tracks.shape[1])
 
+    def save(self, path: str | os.PathLike, name: str | None = None) -> Path:
+        """Writes the result in the format its extension names (atomically): ``.npz``
+        (:func:`save_npz`), ``.csv`` (:func:`save_csv`) or ``.pkl``, a TAP-Vid-style
+        prediction pickle (:func:`save_tapvid_pickle`, whose video is named ``name``,
+        default the file's stem).
+
+        Raises:
+            InputError: another extension.
+        """
+        suffix = Path(path).suffix.lower()
+        if suffix not in _SAVERS:
+            raise InputError(
+                f"{path}: expected a file name ending in {', '.join(_SAVERS)}, found "
+                f"{suffix or 'no extension'}"
+            )
+        if suffix == ".pkl":
+            return save_tapvid_pickle(path, self, name or Path(path).stem)
+        return _SAVERS[suffix](path, self)
+
+
+#: The track file formats ``pips-jax track --format`` writes, and each one's file
+#: name for a video named ``<stem>``.
+TRACK_FORMATS = {
+    "npz": "{stem}_tracks.npz",
+    "csv": "{stem}_tracks.csv",
+    "tapvid": "{stem}_tapvid.pkl",
+}
+
 
 def output_names(stem: str) -> dict[str, str]:
-    """The files ``pips-jax track`` writes for a video named ``stem``, by kind: ``npz``,
-    ``csv`` and the visualization, ``mp4`` or ``gif`` (one of the two per run)."""
-    return {kind: f"{stem}_tracks.{kind}" for kind in ("npz", "csv", "mp4", "gif")}
+    """The files ``pips-jax track`` can write for a video named ``stem``, by kind: the
+    track formats of :data:`TRACK_FORMATS` (``npz``, ``csv``, ``tapvid``) and the
+    visualization, ``mp4`` or ``gif`` (one of the two per run)."""
+    names = {kind: name.format(stem=stem) for kind, name in TRACK_FORMATS.items()}
+    return names | {kind: f"{stem}_tracks.{kind}" for kind in ("mp4", "gif")}
 
 
 def save_npz(path: str | os.PathLike, result: TrackResult) -> Path:
@@ -142,6 +173,31 @@ def save_csv(path: str | os.PathLike, result: TrackResult) -> Path:
     return Path(path)
 
 
+def save_tapvid_pickle(path: str | os.PathLike, result: TrackResult, name: str) -> Path:
+    """Writes the TAP-Vid-style prediction pickle ``{name: {'points', 'occluded'}}``
+    (atomically), the layout of TAP-Vid's ground truth without the video, which
+    ``pips-jax eval`` and tapnet's evaluation code read.
+
+    ``points`` float32 ``(N, T, 2)`` ``(x, y)`` normalised to [0, 1] with (0, 0) the
+    top-left CORNER of the top-left pixel and (1, 1) the bottom-right corner of the
+    bottom-right pixel (``x_norm = (x_px + 0.5) / W`` for the package's pixels, whose
+    origin is the centre of the top-left pixel); positions off the frame stay outside
+    [0, 1] as predicted. ``occluded`` bool ``(N, T)`` is ``~visibility`` (for a model
+    without visibility, PIPs++: True exactly where the position is off the frame).
+    The ``T`` frames are the tracked ones (``result.frame_indices``).
+    """
+    import pickle
+
+    from pips_jax.evaluation.datasets import pixels_to_normalized
+
+    entry = {
+        "points": pixels_to_normalized(result.tracks, result.size).astype(np.float32),
+        "occluded": ~np.asarray(result.visibility, bool),
+    }
+    atomic_write_bytes(path, pickle.dumps({str(name): entry}, protocol=pickle.HIGHEST_PROTOCOL))
+    return Path(path)
+
+
 def load_points_csv(path: str | os.PathLike) -> np.ndarray:
     """Reads a ``t,x,y`` points file (header required) into ``(N, 3)`` float32 rows:
     ``t`` an input frame index, ``(x, y)`` input pixels (origin at the centre of the
@@ -183,3 +239,6 @@ def read_points_csv(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
             ) from None
         labels.append(f"points file {path}: line {line}")
     return np.asarray(out, np.float32), labels
+
+
+_SAVERS = {".npz": save_npz, ".csv": save_csv, ".pkl": save_tapvid_pickle}

@@ -257,24 +257,16 @@ def load_run_weights(
     ``(H, W)`` or None). With ``announce``, says on stderr which weights run how."""
     import sys
 
-    from pips_jax.errors import InputError
-    from pips_jax.inference import InferenceSettings
+    from pips_jax.inference import settings_for
     from pips_jax.weights import load_weights
 
     weights = load_weights(args.checkpoint)
-    family = weights.config.family
-    window = getattr(args, "window", None)
-    if window is not None and family != "pips2":
-        raise InputError(
-            f"--window {window}: the window length is a PIPs++ setting; {weights.description} "
-            f"are {weights.config.label} weights, which run windows of S={weights.config.S} frames"
-        )
-    settings = InferenceSettings.resolve(
-        weights.card,
+    settings = settings_for(
+        weights,
         iters=args.iters,
         precision=args.precision,
-        window=window,
-        family=family,
+        window=getattr(args, "window", None),
+        window_flag="--window",
         **resolution,
     )
     if announce:

@@ -25,6 +25,18 @@ _frame_index = int_at_least(0, "a frame index")
 _positive_int = int_at_least(1, "an integer")
 
 
+def _track_formats(text: str) -> tuple[str, ...]:
+    from pips_jax.tracks_io import TRACK_FORMATS
+
+    kinds = tuple(dict.fromkeys(k.strip() for k in text.split(",") if k.strip()))
+    unknown = [k for k in kinds if k not in TRACK_FORMATS]
+    if unknown or not kinds:
+        raise argparse.ArgumentTypeError(
+            f"expected a comma-separated list of {', '.join(TRACK_FORMATS)}, found {text!r}"
+        )
+    return kinds
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "track",
@@ -33,7 +45,8 @@ def add_parser(sub) -> None:
             "Track points through whole videos (files or folders of frames). Queries are "
             "a grid (--grid K) or a CSV points file with header t,x,y (input pixels, t a "
             "frame index), the same for every video. Writes <name>_tracks.npz, "
-            "<name>_tracks.csv and a video with trails into --out for each video <name>.* "
+            "<name>_tracks.csv (--format chooses; tapvid adds a TAP-Vid-style pickle) and a "
+            "video with trails into --out for each video <name>.* "
             "(two videos of one name are refused). A video whose outputs are in --out, just "
             "as this command would leave them, is skipped (--overwrite tracks it again), so "
             "the same command resumes an interrupted run. With several videos, one that "
@@ -128,6 +141,18 @@ def add_parser(sub) -> None:
     add_run_args(p)
     add_output_args(p, "pips_out", "mp4")
     p.add_argument(
+        "--format",
+        type=_track_formats,
+        default=("npz", "csv"),
+        metavar="F[,F...]",
+        help=(
+            "track files to write, comma-separated: npz (<name>_tracks.npz), csv "
+            "(<name>_tracks.csv), tapvid (<name>_tapvid.pkl, a TAP-Vid-style prediction "
+            "pickle {name: {'points' (N, T, 2) (x, y) normalised to [0, 1] from the "
+            "top-left corner, 'occluded' (N, T)}}) (default npz,csv)"
+        ),
+    )
+    p.add_argument(
         "--resolution",
         type=resolution,
         default=None,
@@ -184,6 +209,7 @@ def run(args: argparse.Namespace) -> int:
         grid_size=args.grid,
         grid_query_frame=args.query_frame,
         backward=not args.no_backward,
+        formats=args.format,
         viz_format=None if args.no_viz else args.viz_format,
         trail=args.trail,
     )
