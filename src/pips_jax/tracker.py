@@ -96,7 +96,7 @@ import tempfile
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -895,11 +895,16 @@ class Tracker:
             bar.close()
         return store
 
-    def _encode_batch(self, batch: list[np.ndarray], resolution: tuple[int, int]) -> np.ndarray:
+    def _encode_batch(
+        self, batch: list[np.ndarray], resolution: tuple[int, int], size: int | None = None
+    ) -> np.ndarray:
+        """``(n, h, w, C)`` maps of ``n`` frames, encoded as one compiled batch of
+        ``size`` frames (default :attr:`encode_batch`; the last frame repeated)."""
         n = len(batch)
+        size = self.encode_batch if size is None else size
         arr = np.stack(batch)
-        if n < self.encode_batch:  # keep one compiled shape
-            arr = np.concatenate([arr, np.repeat(arr[-1:], self.encode_batch - n, axis=0)])
+        if n < size:  # keep one compiled shape
+            arr = np.concatenate([arr, np.repeat(arr[-1:], size - n, axis=0)])
         frames = self._put(arr, P(self._axis))
         return _fetch(self._encode(self.params, frames, resolution=resolution))[:n]
 
@@ -964,6 +969,66 @@ class Tracker:
         result.queries = q
         result.frame_indices = sel.indices(result.num_frames)
         return result
+
+    def stream(
+        self,
+        frames: Iterable[np.ndarray],
+        queries: np.ndarray | None = None,
+        *,
+        grid_size: int | None = None,
+        grid_query_frame: int = 0,
+        keep_frames: bool = False,
+    ) -> Iterator[StreamedFrame]:
+        """Tracks points forward through frames as they come (a file, a generator, a
+        camera), yielding each frame's result as soon as it is final, in order, and
+        holding only the features of the frames a window still needs: memory does not
+        grow with the number of frames (see :class:`TrackStream`).
+
+        Forward tracking only: backward tracking needs the frames after a query before
+        those before it, which a stream cannot give, so frames before a point's query
+        frame have no position (NaN). On the frames from each query on, the results
+        equal :meth:`track` with ``backward=False`` on the same frames (the same
+        windows and anchors). A frame is final at most ``S - 1`` frames after it was
+        pushed, and every frame once ``frames`` ends. PIPs only.
+
+        Args:
+            frames: ``(H, W, 3)`` uint8 RGB frames, all of the first one's size.
+            queries: ``(N, 3)`` rows ``(t, x, y)``: ``t`` the index of a frame in the
+                stream (counted from 0, any frame the stream reaches), ``(x, y)`` input
+                pixels with the origin at the centre of the top-left pixel. For points
+                added while the stream runs, use :class:`TrackStream` directly.
+            grid_size: instead of ``queries``, a ``K x K`` grid on frame
+                ``grid_query_frame`` (see :func:`grid_queries`).
+            keep_frames: also return each input frame with its result (for drawing).
+
+        Yields:
+            :class:`StreamedFrame` ``(t, positions (N, 2), visibility (N,), confidence
+            (N,), frame)`` for ``t = 0, 1, ...``.
+
+        Raises:
+            InputError: no frames, a frame of another size or type, a query off the
+                frame, or the stream ending before a query's frame (after the frames
+                before it have been yielded).
+        """
+        if (queries is None) == (grid_size is None):
+            raise InputError("stream: give exactly one of queries (N, 3) or grid_size")
+        source = iter(frames)
+        first = next(source, None)
+        if first is None:
+            raise InputError("stream: no frames; expected at least one (H, W, 3) frame")
+        first = np.asarray(first)
+        if first.ndim != 3:
+            raise InputError(
+                f"stream frame 0: expected an (H, W, 3) uint8 RGB frame, found shape {first.shape}"
+            )
+        size = (int(first.shape[0]), int(first.shape[1]))
+        if queries is None:
+            queries = grid_queries(size, int(grid_size), grid_query_frame)
+        live = TrackStream(self, size, queries, keep_frames=keep_frames)
+        yield from live.push(first)
+        for frame in source:
+            yield from live.push(frame)
+        yield from live.close()
 
     def track_features(
         self,
@@ -1153,6 +1218,274 @@ class Tracker:
                 interrupts.check()
             traj[:, end:] = traj[:, end - 1 : end]  # zero velocity beyond the window
             templates = new_templates
+
+
+class StreamedFrame(NamedTuple):
+    """One frame of a stream, final.
+
+    Attributes:
+        t: the frame's index in the stream (0 for the first frame pushed).
+        positions: ``(N, 2)`` float32 ``(x, y)`` input pixels (origin at the centre of
+            the top-left pixel), as predicted (off the frame where the point left it);
+            NaN for points whose query frame is later.
+        visibility: ``(N,)`` bool, as :meth:`Tracker.track` decides it (False before
+            a point's query frame).
+        confidence: ``(N,)`` float32, the model's visibility probability (NaN before a
+            point's query frame).
+        frame: the input ``(H, W, 3)`` uint8 frame when the stream keeps frames, else None.
+    """
+
+    t: int
+    positions: np.ndarray
+    visibility: np.ndarray
+    confidence: np.ndarray
+    frame: np.ndarray | None = None
+
+
+class _HeldMaps:
+    """The feature maps a stream still holds, by frame index (a :class:`FeatureStore`
+    of the frames a window still needs)."""
+
+    def __init__(self) -> None:
+        self.maps: dict[int, np.ndarray] = {}
+
+    def window(self, frame_ids: np.ndarray) -> np.ndarray:
+        return np.stack([self.maps[int(t)] for t in frame_ids])
+
+
+class TrackStream:
+    """PIPs' forward chaining, frame by frame: push frames as they come, add points at
+    any time, take each frame's result once it is final.
+
+    PIPs' chaining is causal: a point's window starts at its anchor and needs the S
+    frames from it, and its next anchor lies inside that window. So a group of points
+    anchored at frame ``a`` runs as soon as frame ``a + S - 1`` has been pushed, and a
+    frame ``t`` is final once every point still tracked is anchored after ``t`` (no
+    later window rewrites it): at most ``S - 1`` frames after it was pushed. Only the
+    features of the frames not yet final are held (at most about S frames, one
+    encoded feature map each), whatever the stream's length. When the stream ends
+    (:meth:`close`), the remaining windows run as :meth:`Tracker.track` runs its last
+    ones (the last frame repeated; a point whose window reached the last frame is
+    finished), so the results equal ``Tracker.track(..., backward=False)`` on the same
+    frames, from each point's query frame on. Backward tracking is not possible
+    online: before its query frame a point has no position (NaN).
+
+    Example::
+
+        live = TrackStream(tracker, (480, 640), queries)
+        for frame in camera:
+            for t, xy, visible, confidence, _ in live.push(frame):
+                ...
+        for t, xy, visible, confidence, _ in live.close():
+            ...
+
+    Args:
+        tracker: a :class:`Tracker` with PIPs weights.
+        size: ``(H, W)`` of every frame.
+        queries: optional ``(N, 3)`` rows ``(t, x, y)`` (see :meth:`add`).
+        keep_frames: hold each input frame until it is final and return it with the
+            result (:attr:`StreamedFrame.frame`).
+    """
+
+    def __init__(
+        self,
+        tracker: Tracker,
+        size: tuple[int, int],
+        queries: np.ndarray | None = None,
+        *,
+        keep_frames: bool = False,
+    ):
+        if not tracker.has_visibility:
+            raise InputError(
+                "stream: expected PIPs weights, found PIPs++ ones; PIPs++ shifts its last "
+                "window back to end at the last frame, so its frames are final only once "
+                "the video has ended (track it whole)"
+            )
+        self.tracker = tracker
+        self.size = (int(size[0]), int(size[1]))
+        self.resolution = tracker.working_resolution(self.size)
+        self.keep_frames = keep_frames
+        self.count = 0  # frames pushed
+        self.next_final = 0  # the first frame not yet returned
+        self.closed = False
+        self._held = _HeldMaps()
+        self._frames: dict[int, np.ndarray] = {}
+        self._xy: dict[int, np.ndarray] = {}  # frames not final: (N, 2) model pixels
+        self._conf: dict[int, np.ndarray] = {}  # and (N,) visibility probabilities
+        c = tracker.config.latent_dim
+        self._queries = np.zeros((0, 3), np.float32)
+        self._q_xy = np.zeros((0, 2), np.float32)  # model pixels
+        self._feats = np.zeros((0, c), np.float32)
+        self._anchor = np.zeros(0, np.int64)
+        self._anchor_xy = np.zeros((0, 2), np.float32)
+        self._last_start = np.zeros(0, np.int64)  # the last window's start, -1: none
+        self._started = np.zeros(0, bool)
+        self._done = np.zeros(0, bool)
+        if queries is not None:
+            self.add(queries)
+
+    @property
+    def num_points(self) -> int:
+        return len(self._queries)
+
+    @property
+    def held_frames(self) -> int:
+        """How many frames' feature maps the stream holds now."""
+        return len(self._held.maps)
+
+    def add(self, queries: np.ndarray) -> np.ndarray:
+        """Adds points to track.
+
+        Args:
+            queries: ``(n, 3)`` rows ``(t, x, y)``: ``t`` a frame of the stream not yet
+                final (``t >= next_final``; a frame already pushed, or a later one),
+                ``(x, y)`` input pixels with the origin at the centre of the top-left
+                pixel.
+
+        Returns:
+            ``(n,)`` the new points' indices (rows of every later result).
+        """
+        if self.closed:
+            raise InputError("stream: closed; expected points to be added before close()")
+        q = check_queries(queries, None, self.size)
+        early = q[:, 0] < self.next_final
+        if np.any(early):
+            bad = int(np.argmax(early))
+            raise InputError(
+                f"query {bad} is on frame {q[bad, 0]:g}, which is already final (frames "
+                f"0..{self.next_final - 1} have been returned); expected a frame from "
+                f"{self.next_final} on"
+            )
+        n, first = len(q), self.num_points
+        self._queries = np.concatenate([self._queries, q])
+        self._q_xy = np.concatenate(
+            [self._q_xy, to_model_pixels(q[:, 1:], self.size, self.resolution)]
+        )
+        self._feats = np.concatenate([self._feats, np.zeros((n, self._feats.shape[1]), np.float32)])
+        self._anchor = np.concatenate([self._anchor, q[:, 0].astype(np.int64)])
+        self._anchor_xy = np.concatenate([self._anchor_xy, self._q_xy[first:]])
+        self._last_start = np.concatenate([self._last_start, np.full(n, -1, np.int64)])
+        self._started = np.concatenate([self._started, np.zeros(n, bool)])
+        self._done = np.concatenate([self._done, np.zeros(n, bool)])
+        for t in self._xy:
+            self._xy[t] = np.concatenate([self._xy[t], np.full((n, 2), np.nan, np.float32)])
+            self._conf[t] = np.concatenate([self._conf[t], np.full(n, np.nan, np.float32)])
+        self._start_ready()
+        self._advance(final=False)
+        return np.arange(first, first + n)
+
+    def push(self, frame: np.ndarray) -> list[StreamedFrame]:
+        """Encodes the next frame, runs every window it completes and returns the
+        frames that became final (in order; often none, at most S)."""
+        if self.closed:
+            raise InputError("stream: closed; expected frames to be pushed before close()")
+        frame = np.asarray(frame)
+        h, w = self.size
+        if frame.shape != (h, w, 3) or frame.dtype != np.uint8:
+            raise InputError(
+                f"stream frame {self.count}: expected an ({h}, {w}, 3) uint8 RGB frame like "
+                f"the first, found shape {frame.shape} of {frame.dtype}"
+            )
+        t = self.count
+        tracker = self.tracker
+        self._held.maps[t] = tracker._encode_batch([frame], self.resolution, tracker.device_count)[
+            0
+        ]
+        if self.keep_frames:
+            self._frames[t] = frame
+        self._xy[t] = np.full((self.num_points, 2), np.nan, np.float32)
+        self._conf[t] = np.full(self.num_points, np.nan, np.float32)
+        self.count += 1
+        self._start_ready()
+        self._advance(final=False)
+        return self._pop_final()
+
+    def close(self) -> list[StreamedFrame]:
+        """Ends the stream: runs the windows left (the last frame repeated, as
+        :meth:`Tracker.track` does at a video's end) and returns every frame not yet
+        returned.
+
+        Raises:
+            InputError: a point's query frame was never pushed.
+        """
+        if self.closed:
+            return []
+        late = ~self._started
+        if np.any(late):
+            bad = int(np.argmax(late))
+            raise InputError(
+                f"query {bad} is on frame {self._queries[bad, 0]:g} but the stream ended after "
+                f"{self.count} frames; expected query frames below {self.count}"
+            )
+        # A point whose last window reached the last frame is finished (as offline).
+        self._done |= (self._last_start >= 0) & (
+            self._last_start + self.tracker.config.S >= self.count
+        )
+        self._advance(final=True)
+        self.closed = True
+        return self._pop_final()
+
+    # --------------------------------------------------------------- internals
+    def _start_ready(self) -> None:
+        """Points whose query frame has been pushed get their query feature."""
+        ready = np.nonzero(~self._started & (self._anchor < self.count))[0]
+        if len(ready):
+            q_t = self._anchor[ready]
+            self._feats[ready] = self.tracker._query_features(self._held, q_t, self._q_xy[ready])
+            self._started[ready] = True
+
+    def _advance(self, final: bool) -> None:
+        """Runs every window whose frames have all been pushed (``final``: every
+        window left, the last frame repeated past the end)."""
+        tracker, s, count = self.tracker, self.tracker.config.S, self.count
+        while True:
+            active = self._started & ~self._done
+            if not np.any(active):
+                return
+            a = int(self._anchor[active].min())
+            if not final and a + s > count:
+                return
+            group = np.nonzero(active & (self._anchor == a))[0]
+            fmaps = tracker._put(self._held.window(np.minimum(np.arange(a, a + s), count - 1)), P())
+            keep = min(s, count - a)
+            for chunk in tracker._chunks(group):
+                xy, c = tracker._window(
+                    tracker.params,
+                    fmaps,
+                    tracker._points(self._anchor_xy[chunk]),
+                    tracker._points(self._feats[chunk]),
+                )
+                xy = _fetch(xy)[:, : len(chunk)]  # S, n, 2
+                c = _fetch(c)[:, : len(chunk)]  # S, n
+                for k in range(keep):
+                    self._xy[a + k][chunk] = xy[k]
+                    self._conf[a + k][chunk] = c[k]
+                self._last_start[chunk] = a
+                if final and a + s >= count:
+                    self._done[chunk] = True
+                else:
+                    step = reanchor_offsets(c)
+                    self._anchor[chunk] = a + step
+                    self._anchor_xy[chunk] = xy[step, np.arange(len(chunk))]
+                interrupts.check()
+
+    def _pop_final(self) -> list[StreamedFrame]:
+        """The frames that no window will rewrite, their maps and frames released."""
+        limit = self.count
+        active = self._started & ~self._done
+        if not self.closed and np.any(active):
+            limit = min(limit, int(self._anchor[active].min()))
+        out = []
+        q_t = self._queries[:, 0].astype(np.int64)
+        for t in range(self.next_final, limit):
+            xy = to_input_pixels(self._xy.pop(t), self.size, self.resolution)
+            conf = self._conf.pop(t)
+            visible = (conf > VISIBILITY_THRESHOLD) & inside_frame(xy, self.size)
+            visible[q_t == t] = True  # a query is on a visible point by definition
+            self._held.maps.pop(t)
+            out.append(StreamedFrame(t, xy, visible, conf, self._frames.pop(t, None)))
+        self.next_final = max(self.next_final, limit)
+        return out
 
 
 def _pad_rows(x: np.ndarray, size: int) -> np.ndarray:

@@ -156,6 +156,59 @@ def draw_tracks(
     )
 
 
+class TrailDrawer:
+    """Draws points with their trails one frame at a time, remembering the last
+    ``trail`` positions of each point: the drawing of :func:`draw_tracks`, for frames
+    that come one by one (a stream).
+
+    Args:
+        colors: ``(N, 3)`` uint8 RGB, one per point.
+        trail, radius, line_width: as in :func:`draw_tracks` (checked there).
+    """
+
+    def __init__(self, colors: np.ndarray, trail: int, radius: float, line_width: int):
+        self.rgb = [tuple(int(v) for v in c) for c in colors]
+        self.trail, self.radius, self.line_width = trail, radius, line_width
+        self.outline = max(1, int(round(radius / 3)))
+        self._past: list[np.ndarray] = []  # the last `trail` frames' (N, 2) positions
+
+    def draw(self, frame: np.ndarray, xy: np.ndarray, visible: np.ndarray) -> np.ndarray:
+        """``frame`` ``(H, W, 3)`` uint8 with the points at ``xy`` ``(N, 2)`` ``(x, y)``
+        pixels (origin at the centre of the top-left pixel; NaN / inf skipped) drawn,
+        ``visible`` ``(N,)`` bool filled, the others hollow, and the trails through the
+        positions given to the previous calls."""
+        from PIL import Image, ImageDraw
+
+        xy = np.asarray(xy, np.float64)
+        positions = [*self._past, xy]  # oldest first; the newest is this frame's
+        img = Image.fromarray(frame)
+        draw = ImageDraw.Draw(img, "RGBA")
+        finite = [np.isfinite(p).all(axis=-1) for p in positions]
+        clipped = [np.clip(np.nan_to_num(p), -_COORD_LIMIT, _COORD_LIMIT) for p in positions]
+        # Trails, oldest segment first so that newer ones are drawn over them.
+        if self.line_width > 0:
+            newest = len(positions) - 1
+            for s in range(1, len(positions)):
+                alpha = int(round(255 * (self.trail - (newest - s)) / self.trail))
+                ok = np.flatnonzero(finite[s] & finite[s - 1])
+                seg = np.concatenate([clipped[s - 1][ok], clipped[s][ok]], axis=-1).tolist()
+                for i, coords in zip(ok.tolist(), seg, strict=True):
+                    draw.line(coords, fill=(*self.rgb[i], alpha), width=self.line_width)
+        # Circles on top of every trail.
+        if self.radius > 0:
+            ok = np.flatnonzero(finite[-1])
+            for i, (x, y), v in zip(
+                ok.tolist(), clipped[-1][ok].tolist(), np.asarray(visible)[ok].tolist(), strict=True
+            ):
+                box = _bbox(x, y, self.radius)
+                if v:
+                    draw.ellipse(box, fill=(*self.rgb[i], 255))
+                else:
+                    draw.ellipse(box, outline=(*self.rgb[i], 255), width=self.outline)
+        self._past = positions[len(positions) - self.trail :] if self.trail else []
+        return np.asarray(img)
+
+
 def _draw_tracks(
     frames: Iterator[np.ndarray],
     tr: np.ndarray,
@@ -165,13 +218,8 @@ def _draw_tracks(
     radius: float,
     line_width: int,
 ) -> Iterator[np.ndarray]:
-    from PIL import Image, ImageDraw
-
-    n, num_t = tr.shape[:2]
-    finite = np.isfinite(tr).all(axis=-1)  # (N, T)
-    xy = np.clip(np.nan_to_num(tr), -_COORD_LIMIT, _COORD_LIMIT)
-    rgb = [tuple(int(v) for v in c) for c in cols]
-    outline = max(1, int(round(radius / 3)))
+    num_t = tr.shape[1]
+    drawer = TrailDrawer(cols, trail, radius, line_width)
     shape = None
     count = 0
     for t, frame in enumerate(frames):
@@ -187,27 +235,7 @@ def _draw_tracks(
             raise InputError(
                 f"frames: frame {t} has shape {frame.shape} but frame 0 has {shape}; expected frames of one size"
             )
-        img = Image.fromarray(frame)
-        draw = ImageDraw.Draw(img, "RGBA")
-        # Trails, oldest segment first so that newer ones are drawn over them.
-        if line_width > 0:
-            for s in range(max(1, t - trail + 1), t + 1):
-                alpha = int(round(255 * (trail - (t - s)) / trail))
-                ok = np.flatnonzero(finite[:, s] & finite[:, s - 1])
-                seg = np.concatenate([xy[ok, s - 1], xy[ok, s]], axis=-1).tolist()
-                for i, coords in zip(ok.tolist(), seg, strict=True):
-                    draw.line(coords, fill=(*rgb[i], alpha), width=line_width)
-        # Circles on top of every trail.
-        if radius > 0:
-            ok = np.flatnonzero(finite[:, t])
-            for i, (x, y), v in zip(
-                ok.tolist(), xy[ok, t].tolist(), vis[ok, t].tolist(), strict=True
-            ):
-                if v:
-                    draw.ellipse(_bbox(x, y, radius), fill=(*rgb[i], 255))
-                else:
-                    draw.ellipse(_bbox(x, y, radius), outline=(*rgb[i], 255), width=outline)
-        yield np.asarray(img)
+        yield drawer.draw(frame, tr[:, t], vis[:, t])
     if count != num_t:
         raise InputError(
             f"frames: got {count} frames but the tracks have {num_t}; expected as many frames as tracks have"

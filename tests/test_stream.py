@@ -1,0 +1,139 @@
+"""Streaming: PIPs' forward chaining frame by frame (``Tracker.stream``, ``TrackStream``)."""
+
+import jax
+import numpy as np
+import pytest
+
+from pips_jax import InputError
+from pips_jax.config import Pips2Config
+from pips_jax.model.pips2 import Pips2
+from pips_jax.tracker import Tracker, TrackStream
+from small_model import SMALL, damped_params
+
+H, W = 32, 48
+S = SMALL.S
+
+
+@pytest.fixture(scope="module")
+def tracker():
+    return Tracker(damped_params(SMALL), SMALL, resolution=(H, W), iters=2, max_points_per_batch=4)
+
+
+@pytest.fixture(scope="module")
+def video():
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, size=(H + 40, W + 40, 3), dtype=np.uint8)
+    # A textured scene panning 1.5 px/frame right and 1 px/frame down (integer crops).
+    return np.stack([base[t // 2 : t // 2 + H, (3 * t) // 2 : (3 * t) // 2 + W] for t in range(20)])
+
+
+QUERIES = np.array(
+    [[0, 10, 10], [0, 30.5, 20], [3, 20.5, 15], [7, 40, 5], [12, 3, 28], [12, 25, 25]], np.float32
+)
+
+
+def _assert_equals_offline(frames, queries, offline):
+    """Every frame once, in order; from each query frame on the offline forward
+    result, before it no position."""
+    assert [f.t for f in frames] == list(range(offline.num_frames))
+    tracks = np.stack([f.positions for f in frames], axis=1)  # N, T, 2
+    conf = np.stack([f.confidence for f in frames], axis=1)
+    vis = np.stack([f.visibility for f in frames], axis=1)
+    after = np.arange(offline.num_frames)[None, :] >= queries[:, :1].astype(int)  # N, T
+    np.testing.assert_allclose(tracks[after], offline.tracks[after], atol=1e-4)
+    np.testing.assert_allclose(conf[after], offline.confidence[after], atol=1e-5)
+    np.testing.assert_array_equal(vis[after], offline.visibility[after])
+    assert np.all(np.isnan(tracks[~after])) and np.all(np.isnan(conf[~after]))
+    assert not np.any(vis[~after])
+
+
+# Lengths: several windows; one ending exactly where a window ends (a + S == T for the
+# points anchored at 12); one window; shorter than a window (padded).
+@pytest.mark.parametrize("length", [20, 15, 8, 13])
+def test_stream_equals_offline_forward_tracking(tracker, video, length):
+    q = QUERIES[QUERIES[:, 0] < length]
+    offline = tracker.track(video[:length], queries=q, backward=False)
+    frames = list(tracker.stream(iter(video[:length]), q))
+    _assert_equals_offline(frames, q, offline)
+
+
+def test_frames_are_final_within_S_minus_1_frames_holding_about_S_maps(tracker, video):
+    long = np.concatenate([video, video[::-1], video])  # 60 frames
+    live = TrackStream(tracker, (H, W), QUERIES)
+    returned, held = [], []
+    for i, frame in enumerate(long):
+        for f in live.push(frame):
+            returned.append((f.t, i))
+        held.append(live.held_frames)
+    returned += [(f.t, len(long)) for f in live.close()]
+    assert [t for t, _ in returned] == list(range(len(long)))
+    latency = [i - t for t, i in returned[: -S + 1]]
+    assert max(latency) <= S - 1
+    assert max(held) <= S  # flat: the frames not yet final, never the whole stream
+    assert live.held_frames == 0
+
+
+def test_points_added_mid_stream_equal_the_same_queries_given_up_front(tracker, video):
+    offline = tracker.track(video, queries=QUERIES, backward=False)
+    live = TrackStream(tracker, (H, W), QUERIES[:2])
+    frames = []
+    for i, frame in enumerate(video):
+        if i == 3:
+            np.testing.assert_array_equal(live.add(QUERIES[2:4]), [2, 3])  # frames 3 and 7
+        if i == 12:
+            live.add(QUERIES[4:])  # on the frame pushed next
+        frames += live.push(frame)
+    frames += live.close()
+    # A frame has a row for each point added before it was returned: frame 0 waits
+    # for the first window (frames 0..7), so it comes after the add at frame 3.
+    counts = [len(f.positions) for f in frames]
+    assert counts == sorted(counts) and counts[0] == 4 and counts[-1] == 6
+    full = [
+        f._replace(
+            positions=np.concatenate([f.positions, np.full((6 - len(f.positions), 2), np.nan)]),
+            visibility=np.concatenate([f.visibility, np.zeros(6 - len(f.visibility), bool)]),
+            confidence=np.concatenate([f.confidence, np.full(6 - len(f.confidence), np.nan)]),
+        )
+        for f in frames
+    ]
+    _assert_equals_offline(full, QUERIES, offline)
+
+
+def test_frames_can_be_kept_for_drawing(tracker, video):
+    frames = list(tracker.stream(video[:10], grid_size=2, keep_frames=True))
+    for f in frames:
+        np.testing.assert_array_equal(f.frame, video[f.t])
+    assert frames[0].positions.shape == (4, 2)
+
+
+def test_bad_streams_fail_in_one_line(tracker, video):
+    live = TrackStream(tracker, (H, W), QUERIES[:1])
+    for frame in video[:S]:
+        live.push(frame)
+    with pytest.raises(InputError, match=r"^stream frame 8: expected an \(32, 48, 3\) uint8 RGB"):
+        live.push(video[0, :16])
+    with pytest.raises(
+        InputError, match=r"^stream frame 8: .* found shape \(32, 48, 3\) of float32"
+    ):
+        live.push(video[0].astype(np.float32))
+    with pytest.raises(InputError, match=r"^query 0 is on frame 0, which is already final"):
+        live.add(QUERIES[:1])
+    with pytest.raises(InputError, match=r"^query 0 .* lies outside the 48x32"):
+        live.add(np.array([[9, 60, 5]], np.float32))
+    gen = tracker.stream(video[:5], np.array([[0, 5, 5], [9, 10, 10]], np.float32))
+    frames = []
+    with pytest.raises(
+        InputError, match=r"^query 1 is on frame 9 but the stream ended after 5 frames; expected"
+    ):
+        frames += gen
+    assert frames == []  # nothing returned for frames the missing point would be in
+    with pytest.raises(InputError, match=r"^stream: no frames; expected at least one"):
+        list(tracker.stream(iter([]), grid_size=2))
+
+
+def test_pips2_does_not_stream():
+    config = Pips2Config()
+    params = Pips2(config).init(jax.random.key(0))
+    tracker = Tracker(params, config, resolution=(128, 160), iters=1, window=8)
+    with pytest.raises(InputError, match=r"^stream: expected PIPs weights, found PIPs\+\+"):
+        TrackStream(tracker, (128, 160))
