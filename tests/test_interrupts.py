@@ -194,3 +194,37 @@ def test_ctrl_c_from_the_terminal_while_tracking(files, tmp_path, attempt):
     if p.returncode == 0:  # finished before the signal arrived: not an interrupt test
         pytest.fail(f"the run ended before Ctrl-C reached it: {stderr}")
     _assert_clean_interrupt(p.returncode, stderr.replace("\r", "\n"), out)
+
+
+def test_ctrl_c_in_a_stream_keeps_the_frames_final_so_far(files, tmp_path):
+    """`track --stream` stopped after its 3rd window (each window finalises frames):
+    exit 130, the outputs of the frames final by then are whole and valid, and a note
+    says the video is not finished, so a rerun tracks it again."""
+    from pips_jax.collection import TrackOptions, is_finished
+    from pips_jax.tracks_io import load_npz
+    from pips_jax.video import read_frames
+
+    out = tmp_path / "out"
+    out.mkdir()
+    for name, data in OLD.items():
+        (out / name).write_bytes(data)
+    cmd = [sys.executable, "-c", HOOK, "track", "3", *_track_cmd(files, out), "--stream"]
+    p = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert "hook: SIGINT at track" in p.stderr, p.stderr
+    assert p.returncode == 130 and p.stderr.strip().splitlines()[-1].endswith("interrupted")
+    names = sorted(f.name for f in out.iterdir())
+    assert names == sorted([*OLD, "clip_interrupted.txt"])
+    res = load_npz(out / "clip_tracks.npz")
+    # 16 points on frame 0, one group: windows at 0, then at anchors >= 2 apart; after
+    # the 3rd window the frames before the 3rd anchor (at least 4) are final, and
+    # never the whole 40.
+    assert 4 <= res.num_frames < 40 and res.tracks.shape == (16, res.num_frames, 2)
+    np.testing.assert_array_equal(res.frame_indices, np.arange(res.num_frames))
+    assert np.all(np.isfinite(res.tracks))
+    csv = (out / "clip_tracks.csv").read_text().splitlines()
+    assert len(csv) == 1 + 16 * res.num_frames
+    assert len(list(read_frames(out / "clip_tracks.mp4"))) == res.num_frames
+    note = (out / "clip_interrupted.txt").read_text()
+    assert f"hold the {res.num_frames} frames final by then" in note
+    options = TrackOptions(grid_size=4, backward=False, stream=True)
+    assert not is_finished(out, "clip", options)

@@ -137,3 +137,64 @@ def test_pips2_does_not_stream():
     tracker = Tracker(params, config, resolution=(128, 160), iters=1, window=8)
     with pytest.raises(InputError, match=r"^stream: expected PIPs weights, found PIPs\+\+"):
         TrackStream(tracker, (128, 160))
+
+
+# ------------------------------------------------------------------ track --stream
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    from pips_jax.checkpoint.store import save_params
+    from pips_jax.video import write_video
+
+    d = tmp_path_factory.mktemp("stream")
+    ckpt = save_params(d / "small.safetensors", damped_params(SMALL), SMALL)
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, size=(80, 100, 3), dtype=np.uint8)
+    video = write_video(d / "clip.mp4", [base[t : t + 32, t : t + 48] for t in range(19)], fps=10)
+    return ckpt, video
+
+
+def _track(clip, out, *extra):
+    from pips_jax.cli import main
+
+    ckpt, video = clip
+    return main(
+        ["track", str(video), "--checkpoint", str(ckpt), "--out", str(out), "--resolution",
+         "32x48", "--iters", "2", "--quiet", "--points", str(out.parent / "points.csv"), *extra]
+    )  # fmt: skip
+
+
+def test_track_stream_writes_what_offline_forward_tracking_writes(clip, tmp_path):
+    from pips_jax.tracks_io import load_npz
+    from pips_jax.video import read_frames
+
+    (tmp_path / "points.csv").write_text("t,x,y\n0,10,10\n0,30.5,20\n4,20,15\n11,40,5\n")
+    assert _track(clip, tmp_path / "a", "--stream", "--format", "npz,csv") == 0
+    assert _track(clip, tmp_path / "b", "--no-backward", "--no-viz") == 0
+    a = load_npz(tmp_path / "a" / "clip_tracks.npz")
+    b = load_npz(tmp_path / "b" / "clip_tracks.npz")
+    after = np.arange(19)[None, :] >= a.queries[:, :1]
+    np.testing.assert_allclose(a.tracks[after], b.tracks[after], atol=1e-4)
+    np.testing.assert_array_equal(a.visibility, b.visibility & after)
+    assert np.all(np.isnan(a.tracks[~after]))  # no position before the query frame
+    assert len(list(read_frames(tmp_path / "a" / "clip_tracks.mp4"))) == 19
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
+        "clip_tracks.csv",
+        "clip_tracks.mp4",
+        "clip_tracks.npz",
+    ]
+
+
+def test_track_stream_refuses_pips2_weights(clip, tmp_path, capsys):
+    from pips_jax.checkpoint.store import save_params
+    from pips_jax.cli import main
+
+    config = Pips2Config(latent_dim=16, encoder_dims=(8, 12), encoder_stem_dim=8)
+    ckpt = save_params(tmp_path / "p2.safetensors", Pips2(config).init(jax.random.key(0)), config)
+    code = main(["track", str(clip[1]), "--checkpoint", str(ckpt), "--out", str(tmp_path / "o"),
+                 "--stream", "--quiet", "--window", "8"])  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(
+        "pips-jax track: error: --stream: expected PIPs weights, found PIPs++"
+    )
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())

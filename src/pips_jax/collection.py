@@ -64,11 +64,12 @@ progress are not left half-written.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,8 +77,16 @@ import numpy as np
 
 from pips_jax import interrupts, runtime
 from pips_jax.errors import InputError, PipsError
-from pips_jax.files import StagedOutputs
-from pips_jax.tracker import FrameSelection, Tracker, VideoSource, open_video
+from pips_jax.files import StagedOutputs, atomic_write_bytes
+from pips_jax.tracker import (
+    FrameSelection,
+    StreamedFrame,
+    Tracker,
+    VideoSource,
+    check_queries,
+    grid_queries,
+    open_video,
+)
 from pips_jax.tracks_io import (
     TRACK_FORMATS,
     TrackResult,
@@ -206,6 +215,8 @@ class TrackOptions:
             :data:`pips_jax.tracks_io.TRACK_FORMATS` (``npz``, ``csv``, ``tapvid``).
         viz_format: ``"mp4"`` or ``"gif"``, the visualization's format; None: none.
         trail: trail length of the visualization, in frames.
+        stream: track forward as the video decodes, in constant memory
+            (:func:`stream_video`); ``backward`` is then ignored.
     """
 
     selection: FrameSelection = FrameSelection()
@@ -218,6 +229,7 @@ class TrackOptions:
     formats: tuple[str, ...] = ("npz", "csv")
     viz_format: str | None = "mp4"
     trail: int = 12
+    stream: bool = False
 
     def __post_init__(self) -> None:
         unknown = [f for f in self.formats if f not in TRACK_FORMATS]
@@ -498,13 +510,8 @@ def write_outputs(
     same stem that the run does not write (the other visualization format) go."""
     names = output_names(stem)
     with StagedOutputs(out, replaces=names.values()) as staged:
-        savers = {
-            "npz": lambda path: save_npz(path, result),
-            "csv": lambda path: save_csv(path, result),
-            "tapvid": lambda path: save_tapvid_pickle(path, result, stem),
-        }
         for kind in options.formats:
-            savers[kind](staged.path(names[kind]))
+            _save(kind, staged.path(names[kind]), result, stem)
         if options.viz_format:
             from pips_jax.viz import save_visualization
 
@@ -524,6 +531,120 @@ def write_outputs(
             finally:
                 frames.close()
     return staged.written
+
+
+def _queries(source: VideoSource, options: TrackOptions) -> np.ndarray:
+    """The run's queries (or grid) on ``source``, checked: ``(N, 3)`` ``(t, x, y)``
+    with ``t`` an input frame index."""
+    sel = source.selection
+    if options.queries is not None:
+        queries, labels = options.queries, options.labels
+    else:
+        t0 = sel.start if options.grid_query_frame is None else options.grid_query_frame
+        queries, labels = grid_queries(source.size, options.grid_size, t0), None
+    return check_queries(queries, source.num_frames, source.size, sel, labels)
+
+
+def stream_video(
+    tracker: Tracker,
+    source: VideoSource,
+    options: TrackOptions,
+    out: str | os.PathLike,
+    stem: str,
+    writes: bool = True,
+) -> tuple[TrackResult, list[Path]]:
+    """Tracks forward through ``source`` as it decodes (:meth:`Tracker.stream`), holding
+    the features of about one window whatever the video's length, and writes the
+    outputs: the visualization frame by frame as frames become final, the track files
+    (``(N, T)`` in memory, no features) when the video ends. Frames before a query's
+    frame have no position (NaN, not visible): a stream cannot go backward.
+
+    Stopped by Ctrl-C, the outputs of the frames final so far are put in place, valid
+    and shorter, with ``<stem>_interrupted.txt`` beside them (so the video is not
+    finished for a rerun, which tracks it whole), then :class:`KeyboardInterrupt` is
+    raised. Any other failure leaves nothing.
+
+    Returns:
+        The :class:`TrackResult` and the paths written (none if not ``writes``).
+    """
+    from pips_jax.video import write_video
+    from pips_jax.viz import TrailDrawer, label_frame, point_colors
+
+    sel = source.selection
+    queries = _queries(source, options)
+    positions = queries.copy()
+    positions[:, 0] = (queries[:, 0] - sel.start) // sel.step  # stream frame indices
+    viz = options.viz_format if writes else None
+    finished: list[StreamedFrame] = []
+    interrupted = False
+
+    def final_frames() -> Iterator[StreamedFrame]:
+        nonlocal interrupted
+        frames = source.frames()
+        try:
+            for frame in tracker.stream(frames, positions, keep_frames=viz is not None):
+                finished.append(frame._replace(frame=None))
+                interrupts.check()
+                yield frame
+        except KeyboardInterrupt:
+            if not finished:
+                raise
+            interrupted = True  # end the outputs here, whole
+        finally:
+            frames.close()
+
+    names = output_names(stem)
+    staged = StagedOutputs(out, replaces=names.values()) if writes else None
+    with staged or contextlib.nullcontext():
+        if viz:
+            drawer = TrailDrawer(point_colors(len(queries)), options.trail, 3, 2)
+            drawn = (
+                label_frame(
+                    drawer.draw(f.frame, f.positions, f.visibility),
+                    f"frame {sel.start + sel.step * f.t}",
+                )
+                for f in final_frames()
+            )
+            step = sel.step
+            fps = source.fps / step if source.fps else UNKNOWN_FPS_VIZ
+            write_video(staged.path(names[viz]), drawn, fps)
+        else:
+            for _ in final_frames():
+                pass
+        result = TrackResult(
+            tracks=np.stack([f.positions for f in finished], axis=1),
+            visibility=np.stack([f.visibility for f in finished], axis=1),
+            confidence=np.stack([f.confidence for f in finished], axis=1),
+            queries=queries,
+            fps=float(source.fps),
+            size=source.size,
+            resolution=tracker.working_resolution(source.size),
+            frame_indices=sel.indices(len(finished)),
+        )
+        if staged is not None:
+            for kind in options.formats:
+                _save(kind, staged.path(names[kind]), result, stem)
+            if interrupted:
+                last = int(result.frame_indices[-1])
+                note = (
+                    f"pips-jax track --stream was interrupted: these outputs hold the "
+                    f"{result.num_frames} frames final by then (input frames "
+                    f"{int(result.frame_indices[0])}..{last}); rerun to track the video whole\n"
+                )
+                atomic_write_bytes(staged.path(names["interrupted"]), note.encode())
+    if interrupted:
+        raise KeyboardInterrupt
+    return result, [] if staged is None else staged.written
+
+
+def _save(kind: str, path: Path, result: TrackResult, stem: str) -> None:
+    """Writes ``result`` as the track format ``kind`` to ``path``."""
+    if kind == "npz":
+        save_npz(path, result)
+    elif kind == "csv":
+        save_csv(path, result)
+    else:
+        save_tapvid_pickle(path, result, stem)
 
 
 def _message(error: PipsError, video: Video) -> str:
@@ -568,11 +689,17 @@ def _run_task(task: Task, tracker_for: Callable[[bool], Tracker], plan: Plan) ->
         return record
     assert source is not None
     try:
-        result = track_video(tracker_for(task.joint), source, options)
-        if task.writes:
-            record.written = [
-                str(p) for p in write_outputs(plan.out, video.stem, source, result, options)
-            ]
+        if options.stream:
+            result, written = stream_video(
+                tracker_for(task.joint), source, options, plan.out, video.stem, task.writes
+            )
+            record.written = [str(p) for p in written]
+        else:
+            result = track_video(tracker_for(task.joint), source, options)
+            if task.writes:
+                record.written = [
+                    str(p) for p in write_outputs(plan.out, video.stem, source, result, options)
+                ]
     except PipsError as e:
         if plan.single:
             raise

@@ -99,9 +99,12 @@ TRACK_FORMATS = {
 def output_names(stem: str) -> dict[str, str]:
     """The files ``pips-jax track`` can write for a video named ``stem``, by kind: the
     track formats of :data:`TRACK_FORMATS` (``npz``, ``csv``, ``tapvid``) and the
-    visualization, ``mp4`` or ``gif`` (one of the two per run)."""
+    visualization, ``mp4`` or ``gif`` (one of the two per run), and ``interrupted``,
+    the note a streamed run stopped by Ctrl-C leaves beside the outputs of the frames
+    it finished (``track --stream``)."""
     names = {kind: name.format(stem=stem) for kind, name in TRACK_FORMATS.items()}
-    return names | {kind: f"{stem}_tracks.{kind}" for kind in ("mp4", "gif")}
+    viz = {kind: f"{stem}_tracks.{kind}" for kind in ("mp4", "gif")}
+    return names | viz | {"interrupted": f"{stem}_interrupted.txt"}
 
 
 def save_npz(path: str | os.PathLike, result: TrackResult) -> Path:

@@ -173,6 +173,18 @@ def add_parser(sub) -> None:
         "--no-backward", action="store_true", help="do not track frames before the query frame"
     )
     p.add_argument(
+        "--stream",
+        action="store_true",
+        help=(
+            "track forward as the video decodes, holding the features of about one window "
+            "whatever its length (PIPs only): the visualization is written as frames "
+            "become final (at most S-1 frames behind), the track files at the end; frames "
+            "before a query's frame have no position (a stream cannot go backward). "
+            "Ctrl-C keeps the outputs of the frames final so far, with "
+            "<name>_interrupted.txt beside them"
+        ),
+    )
+    p.add_argument(
         "--trail",
         type=int,
         default=12,
@@ -208,10 +220,11 @@ def run(args: argparse.Namespace) -> int:
         labels=labels,
         grid_size=args.grid,
         grid_query_frame=args.query_frame,
-        backward=not args.no_backward,
+        backward=not (args.no_backward or args.stream),
         formats=args.format,
         viz_format=None if args.no_viz else args.viz_format,
         trail=args.trail,
+        stream=args.stream,
     )
     job = runtime.current_job()
     plan = collection.plan_work(
@@ -220,6 +233,11 @@ def run(args: argparse.Namespace) -> int:
     make_tracker = None
     if plan.has_work:
         weights, settings = load_run_weights(args, video_resolution=args.resolution)
+        if args.stream and weights.config.family != "pips":
+            raise InputError(
+                f"--stream: expected PIPs weights, found PIPs++ ones ({weights.description}); PIPs++ "
+                "frames are final only once the video has ended (track without --stream)"
+            )
 
         def make_tracker(mesh: Any) -> Tracker:
             return Tracker.from_settings(
