@@ -39,11 +39,12 @@ ORDER = (
     "training",
     "demo",
     "benchmark",
+    "export",
     "cli",
     "__main__",
 )
 #: Units that use only the layers up to the tracker.
-BELOW_APPLICATIONS = {"demo": ORDER.index("tracker")}
+BELOW_APPLICATIONS = {"demo": ORDER.index("tracker"), "export": ORDER.index("tracker")}
 #: The one upward import the document states: reading a train run folder.
 EXCEPTIONS = {("weights", "training.checkpoints")}
 

@@ -23,6 +23,7 @@ from pips_jax.cli import (
     demo,
     download,
     evaluate,
+    export,
     supervise,
     track,
     train,
@@ -32,7 +33,7 @@ from pips_jax.errors import PipsError, PipsWarning
 from pips_jax.files import cache_dir
 
 #: The commands, in the order of the help.
-COMMANDS = (convert, download, track, demo, evaluate, benchmark, train)
+COMMANDS = (convert, download, track, demo, evaluate, benchmark, train, export)
 
 
 def build_parser() -> argparse.ArgumentParser:
