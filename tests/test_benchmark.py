@@ -154,3 +154,18 @@ def test_pips2_whole_video_benchmark_chains_windows():
     case = VideoCase("pips2", 4, num_frames=10, num_points=8, height=64, width=64, iters=1)
     r = measure_video(case, small)
     assert r["seconds"] > 0 and r["frames_per_s"] == pytest.approx(10 / r["seconds"])
+
+
+def test_stream_benchmark_reports_latency_and_held_maps():
+    from pips_jax.benchmark import VideoCase, measure_video, suite
+    from small_model import SMALL
+
+    case = VideoCase(num_frames=30, num_points=8, height=32, width=48, iters=1, stream=True)
+    r = measure_video(case, SMALL)
+    # Every point confidently visible: windows advance S - 1 = 7 frames, so a frame waits
+    # at most S - 1 pushes and no more than S maps are ever held, for any length.
+    assert 1 <= r["latency_frames"] <= SMALL.S - 1
+    assert 2 <= r["max_held_frames"] <= SMALL.S
+    assert r["frames_per_s"] == pytest.approx(30 / r["seconds"])
+    streams = [c for kind, c in suite("stream") if c.stream]
+    assert [c.num_frames for c in streams] == [100, 1000] and len(suite("stream")) == 3

@@ -244,7 +244,9 @@ def measure_forward(case: ForwardCase, config: ModelConfig | None = None) -> dic
 @dataclasses.dataclass(frozen=True)
 class VideoCase:
     """Whole-video tracking: a T-frame video, N points queried on frame 0, by the
-    family ``model`` (PIPs++ in windows of ``window`` frames)."""
+    family ``model`` (PIPs++ in windows of ``window`` frames); ``stream``: PIPs
+    forward through :meth:`~pips_jax.tracker.Tracker.stream`, the frames made one by
+    one as they are pushed (never a whole video in memory), reporting the latency."""
 
     model: str = "pips"
     window: int = 8
@@ -254,6 +256,17 @@ class VideoCase:
     width: int = 640
     iters: int = 6
     max_points_per_batch: int = 1024
+    stream: bool = False
+
+
+def _moving_frames(case: VideoCase, count: int) -> Any:
+    """``count`` ``(H, W, 3)`` uint8 frames made one at a time: a random texture
+    panned one pixel a frame (a generator, so a long stream is never in memory)."""
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (case.height, case.width + 64, 3), dtype=np.uint8)
+    for t in range(count):
+        shift = t % 128 if t % 128 < 64 else 127 - t % 128  # back and forth
+        yield base[:, shift : shift + case.width]
 
 
 def measure_video(case: VideoCase, config: ModelConfig | None = None) -> dict[str, Any]:
@@ -261,7 +274,7 @@ def measure_video(case: VideoCase, config: ModelConfig | None = None) -> dict[st
     import jax
 
     from pips_jax.model.families import model_for
-    from pips_jax.tracker import Tracker
+    from pips_jax.tracker import Tracker, TrackStream
 
     config = config or model_config(case.model, 8 if case.model == "pips" else case.window)
     params = model_for(config).init(jax.random.key(0))
@@ -271,7 +284,6 @@ def measure_video(case: VideoCase, config: ModelConfig | None = None) -> dict[st
         vis["bias"] = jax.numpy.full_like(vis["bias"], 20.0)
         params = {**params, "vis_predictor": vis}
     rng = np.random.default_rng(0)
-    video = rng.integers(0, 256, (case.num_frames, case.height, case.width, 3), dtype=np.uint8)
     q = np.zeros((case.num_points, 3), np.float32)
     q[:, 1:] = rng.uniform([0, 0], [case.width - 1, case.height - 1], (case.num_points, 2))
     tracker = Tracker(
@@ -285,16 +297,35 @@ def measure_video(case: VideoCase, config: ModelConfig | None = None) -> dict[st
     # Warm-up compiles every shape on a short clip (same chunk sizes and resolution;
     # for PIPs++ two windows, the second shifted back: the window length of the run).
     warm = config.S + 2 if case.model == "pips" else min(case.num_frames, case.window + 2)
-    tracker.track(video[:warm], queries=q[: min(len(q), case.max_points_per_batch)])
-    t0 = time.perf_counter()
-    tracker.track(video, queries=q)
-    seconds = time.perf_counter() - t0
+    warm_q = q[: min(len(q), case.max_points_per_batch)]
+    extra: dict[str, Any] = {}
+    if case.stream:
+        if case.model != "pips":
+            raise ValueError("stream: PIPs only")
+        list(tracker.stream(_moving_frames(case, warm), warm_q))
+        t0 = time.perf_counter()
+        latency = held = 0
+        live = TrackStream(tracker, (case.height, case.width), q)
+        for pushed, frame in enumerate(_moving_frames(case, case.num_frames)):
+            for final in live.push(frame):
+                latency = max(latency, pushed - final.t)
+            held = max(held, live.held_frames)
+        live.close()
+        seconds = time.perf_counter() - t0
+        extra = {"latency_frames": latency, "max_held_frames": held}
+    else:
+        video = np.stack(list(_moving_frames(case, case.num_frames)))
+        tracker.track(video[:warm], queries=warm_q)
+        t0 = time.perf_counter()
+        tracker.track(video, queries=q)
+        seconds = time.perf_counter() - t0
     return {
         **dataclasses.asdict(case),
         "seconds": seconds,
         "frames_per_s": case.num_frames / seconds,
         "points_frames_per_s": case.num_points * case.num_frames / seconds,
         "peak_memory_bytes": _peak_memory_bytes(),
+        **extra,
     }
 
 
@@ -473,7 +504,7 @@ PIPS2_REFERENCE = ForwardCase(model="pips2")
 
 
 #: The suites of :func:`suite`.
-CONFIGS = ("reference", "sweep", "video", "all", "scaling")
+CONFIGS = ("reference", "sweep", "video", "all", "scaling", "stream")
 
 
 def scaling_suite(max_devices: int = 4, processes: bool = True) -> list[tuple[str, Any]]:
@@ -495,8 +526,8 @@ def pips2_suite(config: str = "all", runs: int = 5) -> list[tuple[str, Any]]:
     iterations, float32), ``sweep`` (reference, windows of 16, 32 and 64 frames, 1024
     points), ``video`` (a 50-frame video in windows of 16 and one 100-frame one in
     windows of 64, 256 points) and ``all``."""
-    if config == "scaling":
-        raise ValueError("the scaling suite runs PIPs; expected --model pips with it")
+    if config in ("scaling", "stream"):
+        raise ValueError(f"the {config} suite runs PIPs; expected --model pips with it")
     few = max(2, runs // 2)
     ref = dataclasses.replace(PIPS2_REFERENCE, runs=runs)
     cases: list[tuple[str, Any]] = [("forward", ref)]
@@ -512,8 +543,9 @@ def pips2_suite(config: str = "all", runs: int = 5) -> list[tuple[str, Any]]:
 
 def suite(config: str = "all", runs: int = 5, model: str = "pips") -> list[tuple[str, Any]]:
     """The cases of a suite: ``reference``, ``sweep`` (reference + bfloat16 +
-    resolution and N sweeps), ``video`` (whole-video tracking), ``all`` (those three)
-    or ``scaling`` (:func:`scaling_suite`); cheap cases first so a partial run still
+    resolution and N sweeps), ``video`` (whole-video tracking, streaming included),
+    ``all`` (those three), ``stream`` (streams of 100 and 1,000 frames beside a
+    100-frame offline run) or ``scaling`` (:func:`scaling_suite`); cheap cases first so a partial run still
     reports the most. ``model="pips2"``: PIPs++'s (:func:`pips2_suite`)."""
     if config not in CONFIGS:
         raise ValueError(
@@ -545,6 +577,12 @@ def suite(config: str = "all", runs: int = 5, model: str = "pips") -> list[tuple
     if config in ("video", "all"):
         cases.append(("video", VideoCase(num_frames=50, num_points=1024)))
         cases.append(("video", VideoCase(num_frames=100, num_points=1024)))
+    if config in ("video", "all", "stream"):
+        for frames in (100, 1000):  # streaming: memory flat in the video's length
+            cases.append(("video", VideoCase(num_frames=frames, num_points=256, stream=True)))
+        cases.append(("video", VideoCase(num_frames=100, num_points=256)))
+    if config == "stream":
+        return cases[1:]
     if config in ("sweep", "all"):
         cases.append(("forward", ForwardCase(num_points=16384, runs=few)))
     if config in ("video", "all"):
@@ -613,6 +651,12 @@ def format_table(report: dict[str, Any]) -> str:
             what = f"{_label(r)}: {r['num_frames']} frames {r['height']}x{r['width']}"
             if r.get("model") == "pips2":
                 what += f", windows of {r['window']}"
+            if r.get("stream"):
+                what += ", streamed"
+                if "latency_frames" in r:
+                    what += (
+                        f" (latency {r['latency_frames']} frames, {r['max_held_frames']} maps held)"
+                    )
             if "error" in r:
                 lines.append(f"| {what} | {r['num_points']} | error: {r['error']} | | | |")
                 continue

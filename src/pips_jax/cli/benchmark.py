@@ -20,11 +20,11 @@ def add_parser(sub) -> None:
     )
     p.add_argument(
         "--config",
-        choices=("reference", "sweep", "video", "all", "scaling"),
+        choices=("reference", "sweep", "video", "all", "scaling", "stream"),
         default="reference",
         help=(
             "which cases (default %(default)s; scaling: tracking and training on 1, 2, 4 "
-            "devices and on 2 processes)"
+            "devices and on 2 processes; stream: track --stream on 100 and 1,000 frames)"
         ),
     )
     p.add_argument(
