@@ -19,6 +19,7 @@ import numpy as np
 
 from pips_jax.errors import InputError
 from pips_jax.files import atomic_write_bytes
+from pips_jax.ops.frame import to_normalized
 
 
 @dataclasses.dataclass
@@ -191,10 +192,8 @@ def save_tapvid_pickle(path: str | os.PathLike, result: TrackResult, name: str) 
     """
     import pickle
 
-    from pips_jax.evaluation.datasets import pixels_to_normalized
-
     entry = {
-        "points": pixels_to_normalized(result.tracks, result.size).astype(np.float32),
+        "points": to_normalized(result.tracks, result.size).astype(np.float32),
         "occluded": ~np.asarray(result.visibility, bool),
     }
     atomic_write_bytes(path, pickle.dumps({str(name): entry}, protocol=pickle.HIGHEST_PROTOCOL))

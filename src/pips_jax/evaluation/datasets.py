@@ -65,6 +65,7 @@ import numpy as np
 
 from pips_jax.errors import InputError
 from pips_jax.files import atomic_write_bytes
+from pips_jax.ops.frame import to_normalized
 from pips_jax.synthetic import Clip
 
 __all__ = [
@@ -243,8 +244,8 @@ def pixels_to_normalized(
     Returns:
         float64 ``(..., 2)`` normalised ``(x, y)``.
     """
-    h, w = _check_size(size)
-    return (_check_points(points) + _offset(origin)) / np.array([w, h], dtype=np.float64)
+    # to_normalized takes centre-origin pixels: a corner-origin x is x - 0.5 of those
+    return to_normalized(_check_points(points) + _offset(origin) - 0.5, _check_size(size))
 
 
 def rescale_points(

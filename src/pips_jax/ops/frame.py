@@ -59,6 +59,15 @@ def aspect_distortion(size: tuple[int, int], resolution: tuple[int, int]) -> flo
     return max(ratio, 1.0 / ratio) - 1.0
 
 
+def to_normalized(xy: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``(..., 2)`` ``(x, y)`` pixels to TAP-Vid's normalised coordinates: float64
+    ``(x, y)`` in [0, 1] over the frame's area, (0, 0) the top-left corner of the
+    top-left pixel and (1, 1) the bottom-right corner of the bottom-right one, so
+    ``x_norm = (x + 0.5) / W`` (positions off the frame fall outside [0, 1])."""
+    h, w = size
+    return (np.asarray(xy, np.float64) + 0.5) / np.array([w, h], np.float64)
+
+
 def to_model_pixels(
     xy: np.ndarray, size: tuple[int, int], resolution: tuple[int, int]
 ) -> np.ndarray:
