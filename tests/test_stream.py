@@ -131,12 +131,47 @@ def test_bad_streams_fail_in_one_line(tracker, video):
         list(tracker.stream(iter([]), grid_size=2))
 
 
-def test_pips2_does_not_stream():
-    config = Pips2Config()
-    params = Pips2(config).init(jax.random.key(0))
-    tracker = Tracker(params, config, resolution=(128, 160), iters=1, window=8)
-    with pytest.raises(InputError, match=r"^stream: expected PIPs weights, found PIPs\+\+"):
-        TrackStream(tracker, (128, 160))
+SMALL2 = Pips2Config(
+    latent_dim=16, encoder_dims=(8, 8, 8, 8), encoder_stem_dim=8, delta_dim=8, delta_blocks=2,
+    embed_dim=8,
+)  # fmt: skip
+H2, W2 = 64, 72  # the smallest PIPs++ frame: stride 8 x 2^(4 levels - 1)
+
+
+@pytest.fixture(scope="module")
+def video2():
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, size=(H2 + 40, W2 + 40, 3), dtype=np.uint8)
+    return np.stack(
+        [base[t // 2 : t // 2 + H2, (3 * t) // 2 : (3 * t) // 2 + W2] for t in range(20)]
+    )
+
+
+# PIPs++: windows of 8 overlapping by one with the last shifted back (20 frames: 0-8,
+# 7-15, 12-20), a pass ending exactly at a window's end (15 = 8 + 7), one window, one
+# pass shorter than a window, a query on the last frame (one frame: the query itself).
+@pytest.mark.parametrize(("window", "length"), [(8, 20), (8, 15), (8, 8), (5, 20), (6, 13)])
+def test_pips2_stream_equals_offline_forward_tracking(video2, window, length):
+    tracker = Tracker(
+        Pips2(SMALL2).init(jax.random.key(0)), SMALL2, resolution=(H2, W2), iters=2, window=window
+    )
+    q = np.array(
+        [[0, 10, 10], [0, 30.5, 20], [3, 20.5, 15], [7, 40, 5], [12, 3, 28], [length - 1, 5, 5]],
+        np.float32,
+    )
+    q = q[q[:, 0] < length]
+    offline = tracker.track(video2[:length], queries=q, backward=False)
+    live = TrackStream(tracker, (H2, W2), q)
+    frames, latency, held = [], 0, 0
+    for i, frame in enumerate(video2[:length]):
+        for f in live.push(frame):
+            frames.append(f)
+            latency = max(latency, i - f.t)
+        held = max(held, live.held_frames)
+    frames += live.close()
+    _assert_equals_offline(frames, q, offline)
+    assert np.all(np.isnan(np.stack([f.confidence for f in frames])))  # no visibility head
+    assert latency <= 2 * window and held <= 2 * window
 
 
 # ------------------------------------------------------------------ track --stream
@@ -184,17 +219,18 @@ def test_track_stream_writes_what_offline_forward_tracking_writes(clip, tmp_path
     ]
 
 
-def test_track_stream_refuses_pips2_weights(clip, tmp_path, capsys):
+def test_track_stream_with_pips2_weights(clip, tmp_path):
     from pips_jax.checkpoint.store import save_params
     from pips_jax.cli import main
+    from pips_jax.tracks_io import load_npz
 
-    config = Pips2Config(latent_dim=16, encoder_dims=(8, 12), encoder_stem_dim=8)
-    ckpt = save_params(tmp_path / "p2.safetensors", Pips2(config).init(jax.random.key(0)), config)
-    code = main(["track", str(clip[1]), "--checkpoint", str(ckpt), "--out", str(tmp_path / "o"),
-                 "--stream", "--quiet", "--window", "8"])  # fmt: skip
-    assert code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith(
-        "pips-jax track: error: --stream: expected PIPs weights, found PIPs++"
-    )
-    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+    ckpt = save_params(tmp_path / "p2.safetensors", Pips2(SMALL2).init(jax.random.key(0)), SMALL2)
+    runs = {}
+    for name, flags in (("a", ["--stream"]), ("b", ["--no-backward", "--no-viz"])):
+        code = main(["track", str(clip[1]), "--checkpoint", str(ckpt), "--out",
+                     str(tmp_path / name), "--quiet", "--window", "8", "--resolution",
+                     "64x96", "--iters", "1", "--grid", "2", *flags])  # fmt: skip
+        assert code == 0
+        runs[name] = load_npz(tmp_path / name / "clip_tracks.npz")
+    np.testing.assert_allclose(runs["a"].tracks, runs["b"].tracks, atol=1e-4)
+    assert not runs["a"].has_visibility and runs["a"].tracks.shape == (4, 19, 2)

@@ -620,6 +620,7 @@ def stream_video(
             size=source.size,
             resolution=tracker.working_resolution(source.size),
             frame_indices=sel.indices(len(finished)),
+            has_visibility=tracker.has_visibility,
         )
         if staged is not None:
             for kind in options.formats:

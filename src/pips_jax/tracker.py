@@ -131,17 +131,19 @@ VISIBILITY_THRESHOLD = 0.5
 PIPS2_WINDOW = 128
 
 
-def pips2_windows(length: int, window: int) -> list[tuple[int, int]]:
+def pips2_windows(length: int, window: int, start: int = 0) -> list[tuple[int, int]]:
     """The ``[start, end)`` windows PIPs++'s ``test_on_tap.py`` runs through a pass of
     ``length`` frames: ``window`` frames each, overlapping by one frame, the last one
-    shifted back (not before 0) so that it ends at the last frame.
+    shifted back (not before 0) so that it ends at the last frame; from ``start`` on,
+    the windows that follow one ending at ``start + 1`` (a stream that has run those
+    before).
 
     For 39 frames and windows of 16: ``[(0, 16), (15, 31), (23, 39)]``.
     """
     if window < 2:
         raise InputError(f"window: expected at least 2 frames, found {window}")
     out = []
-    cur = 0
+    cur = start
     while True:
         end = cur + window
         if end > length:
@@ -988,8 +990,9 @@ class Tracker:
         those before it, which a stream cannot give, so frames before a point's query
         frame have no position (NaN). On the frames from each query on, the results
         equal :meth:`track` with ``backward=False`` on the same frames (the same
-        windows and anchors). A frame is final at most ``S - 1`` frames after it was
-        pushed, and every frame once ``frames`` ends. PIPs only.
+        windows and anchors). With PIPs a frame is final at most ``S - 1`` frames
+        after it was pushed, with PIPs++ about ``window`` to ``2 * window`` frames
+        after; every frame once ``frames`` ends.
 
         Args:
             frames: ``(H, W, 3)`` uint8 RGB frames, all of the first one's size.
@@ -1253,22 +1256,44 @@ class _HeldMaps:
         return np.stack([self.maps[int(t)] for t in frame_ids])
 
 
-class TrackStream:
-    """PIPs' forward chaining, frame by frame: push frames as they come, add points at
-    any time, take each frame's result once it is final.
+@dataclasses.dataclass
+class _Pips2Pass:
+    """The PIPs++ windows of the points a stream added with one query frame: they run
+    through the frames from ``start`` as :func:`pips2_windows` says (frames counted
+    from ``start``)."""
 
-    PIPs' chaining is causal: a point's window starts at its anchor and needs the S
-    frames from it, and its next anchor lies inside that window. So a group of points
-    anchored at frame ``a`` runs as soon as frame ``a + S - 1`` has been pushed, and a
-    frame ``t`` is final once every point still tracked is anchored after ``t`` (no
-    later window rewrites it): at most ``S - 1`` frames after it was pushed. Only the
-    features of the frames not yet final are held (at most about S frames, one
-    encoded feature map each), whatever the stream's length. When the stream ends
-    (:meth:`close`), the remaining windows run as :meth:`Tracker.track` runs its last
-    ones (the last frame repeated; a point whose window reached the last frame is
-    finished), so the results equal ``Tracker.track(..., backward=False)`` on the same
-    frames, from each point's query frame on. Backward tracking is not possible
-    online: before its query frame a point has no position (NaN).
+    start: int  # the query frame (stream index)
+    points: np.ndarray  # (n,) the stream's point indices
+    templates: np.ndarray | None = None  # (n, 3, S, C) the last window returned
+    cur: int = 0  # the next window's start
+    last_end: int = 0  # the end of the last window run (0: none yet)
+    done: bool = False
+
+
+class TrackStream:
+    """Tracking frame by frame: push frames as they come, add points at any time, take
+    each frame's result once it is final. Forward only.
+
+    Both families' chaining can run as frames come, because a window needs only the
+    frames from its start:
+
+    * **PIPs**: a point's window starts at its anchor and its next anchor lies inside
+      that window. A group of points anchored at frame ``a`` runs once frame
+      ``a + S - 1`` has been pushed, and a frame is final once every point still
+      tracked is anchored after it: at most ``S - 1`` frames after it was pushed.
+    * **PIPs++**: the windows of a query frame's points overlap by one frame, and the
+      last one is shifted back to end at the last frame, which only the end of the
+      stream tells. A window runs once its ``window`` frames have been pushed; a frame
+      is final once the next window starts after it and it lies more than ``window``
+      frames before the newest (the shifted last window cannot reach it): about
+      ``window`` to ``2 * window`` frames late.
+
+    Only the features of frames not yet final are held (about one window for PIPs,
+    two for PIPs++), whatever the stream's length. When the stream ends
+    (:meth:`close`) the windows left run as :meth:`Tracker.track` runs its last ones,
+    so the results equal ``Tracker.track(..., backward=False)`` on the same frames,
+    from each point's query frame on. Backward tracking is not possible online: before
+    its query frame a point has no position (NaN).
 
     Example::
 
@@ -1280,7 +1305,7 @@ class TrackStream:
             ...
 
     Args:
-        tracker: a :class:`Tracker` with PIPs weights.
+        tracker: a :class:`Tracker` of either family.
         size: ``(H, W)`` of every frame.
         queries: optional ``(N, 3)`` rows ``(t, x, y)`` (see :meth:`add`).
         keep_frames: hold each input frame until it is final and return it with the
@@ -1295,12 +1320,6 @@ class TrackStream:
         *,
         keep_frames: bool = False,
     ):
-        if not tracker.has_visibility:
-            raise InputError(
-                "stream: expected PIPs weights, found PIPs++ ones; PIPs++ shifts its last "
-                "window back to end at the last frame, so its frames are final only once "
-                "the video has ended (track it whole)"
-            )
         self.tracker = tracker
         self.size = (int(size[0]), int(size[1]))
         self.resolution = tracker.working_resolution(self.size)
@@ -1316,11 +1335,13 @@ class TrackStream:
         self._queries = np.zeros((0, 3), np.float32)
         self._q_xy = np.zeros((0, 2), np.float32)  # model pixels
         self._feats = np.zeros((0, c), np.float32)
+        self._started = np.zeros(0, bool)
+        # PIPs: each point's anchor, position there, last window start (-1: none), done
         self._anchor = np.zeros(0, np.int64)
         self._anchor_xy = np.zeros((0, 2), np.float32)
-        self._last_start = np.zeros(0, np.int64)  # the last window's start, -1: none
-        self._started = np.zeros(0, bool)
+        self._last_start = np.zeros(0, np.int64)
         self._done = np.zeros(0, bool)
+        self._passes: list[_Pips2Pass] = []  # PIPs++
         if queries is not None:
             self.add(queries)
 
@@ -1357,26 +1378,26 @@ class TrackStream:
                 f"{self.next_final} on"
             )
         n, first = len(q), self.num_points
-        self._queries = np.concatenate([self._queries, q])
-        self._q_xy = np.concatenate(
-            [self._q_xy, to_model_pixels(q[:, 1:], self.size, self.resolution)]
-        )
-        self._feats = np.concatenate([self._feats, np.zeros((n, self._feats.shape[1]), np.float32)])
-        self._anchor = np.concatenate([self._anchor, q[:, 0].astype(np.int64)])
-        self._anchor_xy = np.concatenate([self._anchor_xy, self._q_xy[first:]])
-        self._last_start = np.concatenate([self._last_start, np.full(n, -1, np.int64)])
-        self._started = np.concatenate([self._started, np.zeros(n, bool)])
-        self._done = np.concatenate([self._done, np.zeros(n, bool)])
+        q_xy = to_model_pixels(q[:, 1:], self.size, self.resolution)
+        grow = lambda old, new: np.concatenate([old, new])  # noqa: E731
+        self._queries = grow(self._queries, q)
+        self._q_xy = grow(self._q_xy, q_xy)
+        self._feats = grow(self._feats, np.zeros((n, self._feats.shape[1]), np.float32))
+        self._started = grow(self._started, np.zeros(n, bool))
+        self._anchor = grow(self._anchor, q[:, 0].astype(np.int64))
+        self._anchor_xy = grow(self._anchor_xy, q_xy)
+        self._last_start = grow(self._last_start, np.full(n, -1, np.int64))
+        self._done = grow(self._done, np.zeros(n, bool))
         for t in self._xy:
-            self._xy[t] = np.concatenate([self._xy[t], np.full((n, 2), np.nan, np.float32)])
-            self._conf[t] = np.concatenate([self._conf[t], np.full(n, np.nan, np.float32)])
+            self._xy[t] = grow(self._xy[t], np.full((n, 2), np.nan, np.float32))
+            self._conf[t] = grow(self._conf[t], np.full(n, np.nan, np.float32))
         self._start_ready()
         self._advance(final=False)
         return np.arange(first, first + n)
 
     def push(self, frame: np.ndarray) -> list[StreamedFrame]:
         """Encodes the next frame, runs every window it completes and returns the
-        frames that became final (in order; often none, at most S)."""
+        frames that became final (in order; often none)."""
         if self.closed:
             raise InputError("stream: closed; expected frames to be pushed before close()")
         frame = np.asarray(frame)
@@ -1401,9 +1422,8 @@ class TrackStream:
         return self._pop_final()
 
     def close(self) -> list[StreamedFrame]:
-        """Ends the stream: runs the windows left (the last frame repeated, as
-        :meth:`Tracker.track` does at a video's end) and returns every frame not yet
-        returned.
+        """Ends the stream: runs the windows left (as :meth:`Tracker.track` runs a
+        video's last ones) and returns every frame not yet returned.
 
         Raises:
             InputError: a point's query frame was never pushed.
@@ -1417,26 +1437,34 @@ class TrackStream:
                 f"query {bad} is on frame {self._queries[bad, 0]:g} but the stream ended after "
                 f"{self.count} frames; expected query frames below {self.count}"
             )
-        # A point whose last window reached the last frame is finished (as offline).
-        self._done |= (self._last_start >= 0) & (
-            self._last_start + self.tracker.config.S >= self.count
-        )
+        if self.tracker.has_visibility:
+            # A point whose last window reached the last frame is finished (as offline).
+            s = self.tracker.config.S
+            self._done |= (self._last_start >= 0) & (self._last_start + s >= self.count)
         self._advance(final=True)
         self.closed = True
         return self._pop_final()
 
     # --------------------------------------------------------------- internals
     def _start_ready(self) -> None:
-        """Points whose query frame has been pushed get their query feature."""
+        """Points whose query frame has been pushed get their query feature (and, for
+        PIPs++, a pass per query frame)."""
         ready = np.nonzero(~self._started & (self._anchor < self.count))[0]
         if len(ready):
-            q_t = self._anchor[ready]
+            q_t = self._queries[ready, 0].astype(np.int64)
             self._feats[ready] = self.tracker._query_features(self._held, q_t, self._q_xy[ready])
             self._started[ready] = True
+            if not self.tracker.has_visibility:
+                for t in np.unique(q_t):
+                    self._passes.append(_Pips2Pass(int(t), ready[q_t == t]))
 
     def _advance(self, final: bool) -> None:
         """Runs every window whose frames have all been pushed (``final``: every
-        window left, the last frame repeated past the end)."""
+        window left)."""
+        if not self.tracker.has_visibility:
+            for p in self._passes:
+                self._advance_pass(p, final)
+            return
         tracker, s, count = self.tracker, self.tracker.config.S, self.count
         while True:
             active = self._started & ~self._done
@@ -1469,18 +1497,82 @@ class TrackStream:
                     self._anchor_xy[chunk] = xy[step, np.arange(len(chunk))]
                 interrupts.check()
 
+    def _advance_pass(self, p: _Pips2Pass, final: bool) -> None:
+        """Runs a PIPs++ pass's windows whose frames have all been pushed (``final``:
+        the rest of :func:`pips2_windows`, the last one shifted back)."""
+        if p.done:
+            return
+        window, length = self.tracker.window, self.count - p.start  # frames so far
+        if not final:
+            while p.cur + window <= length:
+                self._run_pass_window(p, p.cur, p.cur + window)
+            return
+        if length < 2:  # one frame: the query itself, as offline
+            self._xy[p.start][p.points] = self._q_xy[p.points]
+        elif p.last_end < length:
+            for cur, end in pips2_windows(length, window, p.cur):
+                self._run_pass_window(p, cur, end)
+        p.done = True
+
+    def _run_pass_window(self, p: _Pips2Pass, cur: int, end: int) -> None:
+        """One PIPs++ window ``[cur, end)`` of a pass (frames counted from its query
+        frame), started from the trajectory so far and the last position beyond it."""
+        tracker, n = self.tracker, len(p.points)
+        s_local = end - cur
+        if p.templates is None:  # the first window: all three are the query feature
+            feats = self._feats[p.points]
+            p.templates = np.repeat(np.repeat(feats[:, None, None], 3, axis=1), s_local, axis=2)
+        templates = p.templates[:, :, :s_local]
+        init = np.empty((n, s_local, 2), np.float32)
+        for k in range(s_local):
+            j = min(cur + k, p.last_end - 1)  # beyond the last window: zero velocity
+            init[:, k] = self._xy[p.start + j][p.points] if j >= 0 else self._q_xy[p.points]
+        frames = np.arange(p.start + cur, p.start + end)
+        fmaps = tracker._put(self._held.window(frames), P())
+        out = np.empty_like(init)
+        new_templates = np.empty_like(templates)
+        for chunk in tracker._chunks(np.arange(n)):
+            xy, f = tracker._window(
+                tracker.params,
+                fmaps,
+                tracker._points(init[chunk]),
+                tracker._points(templates[chunk]),
+            )
+            out[chunk] = _fetch(xy)[: len(chunk)]
+            new_templates[chunk] = _fetch(f)[: len(chunk)]
+            interrupts.check()
+        for k in range(s_local):
+            self._xy[p.start + cur + k][p.points] = out[:, k]
+        p.templates, p.cur, p.last_end = new_templates, end - 1, end
+
+    def _final_limit(self) -> int:
+        """The first frame a window may still rewrite (every frame once closed)."""
+        limit = self.count
+        if self.closed:
+            return limit
+        if self.tracker.has_visibility:
+            active = self._started & ~self._done
+            if np.any(active):
+                limit = min(limit, int(self._anchor[active].min()))
+            return limit
+        window = self.tracker.window
+        for p in self._passes:
+            if not p.done:  # the next window, and the last one shifted back to the end
+                bound = max(0, min(p.cur, self.count - p.start - window))
+                limit = min(limit, p.start + bound)
+        return limit
+
     def _pop_final(self) -> list[StreamedFrame]:
         """The frames that no window will rewrite, their maps and frames released."""
-        limit = self.count
-        active = self._started & ~self._done
-        if not self.closed and np.any(active):
-            limit = min(limit, int(self._anchor[active].min()))
+        limit = self._final_limit()
         out = []
         q_t = self._queries[:, 0].astype(np.int64)
         for t in range(self.next_final, limit):
             xy = to_input_pixels(self._xy.pop(t), self.size, self.resolution)
             conf = self._conf.pop(t)
-            visible = (conf > VISIBILITY_THRESHOLD) & inside_frame(xy, self.size)
+            visible = inside_frame(xy, self.size)
+            if self.tracker.has_visibility:
+                visible &= conf > VISIBILITY_THRESHOLD
             visible[q_t == t] = True  # a query is on a visible point by definition
             self._held.maps.pop(t)
             out.append(StreamedFrame(t, xy, visible, conf, self._frames.pop(t, None)))

@@ -177,8 +177,9 @@ def add_parser(sub) -> None:
         action="store_true",
         help=(
             "track forward as the video decodes, holding the features of about one window "
-            "whatever its length (PIPs only): the visualization is written as frames "
-            "become final (at most S-1 frames behind), the track files at the end; frames "
+            "(PIPs++: two) whatever its length: the visualization is written as frames "
+            "become final (PIPs: at most 7 frames behind; PIPs++: --window to twice that), "
+            "the track files at the end; frames "
             "before a query's frame have no position (a stream cannot go backward). "
             "Ctrl-C keeps the outputs of the frames final so far, with "
             "<name>_interrupted.txt beside them"
@@ -233,11 +234,6 @@ def run(args: argparse.Namespace) -> int:
     make_tracker = None
     if plan.has_work:
         weights, settings = load_run_weights(args, video_resolution=args.resolution)
-        if args.stream and weights.config.family != "pips":
-            raise InputError(
-                f"--stream: expected PIPs weights, found PIPs++ ones ({weights.description}); PIPs++ "
-                "frames are final only once the video has ended (track without --stream)"
-            )
 
         def make_tracker(mesh: Any) -> Tracker:
             return Tracker.from_settings(
