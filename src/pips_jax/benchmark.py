@@ -543,9 +543,9 @@ def pips2_suite(config: str = "all", runs: int = 5) -> list[tuple[str, Any]]:
 
 def suite(config: str = "all", runs: int = 5, model: str = "pips") -> list[tuple[str, Any]]:
     """The cases of a suite: ``reference``, ``sweep`` (reference + bfloat16 +
-    resolution and N sweeps), ``video`` (whole-video tracking, streaming included),
-    ``all`` (those three), ``stream`` (streams of 100 and 1,000 frames beside a
-    100-frame offline run) or ``scaling`` (:func:`scaling_suite`); cheap cases first so a partial run still
+    resolution and N sweeps), ``video`` (whole-video tracking, a 100-frame stream
+    included), ``all`` (those three), ``stream`` (streams of 100 and 1,000 frames
+    beside a 100-frame offline run) or ``scaling`` (:func:`scaling_suite`); cheap cases first so a partial run still
     reports the most. ``model="pips2"``: PIPs++'s (:func:`pips2_suite`)."""
     if config not in CONFIGS:
         raise ValueError(
@@ -577,11 +577,12 @@ def suite(config: str = "all", runs: int = 5, model: str = "pips") -> list[tuple
     if config in ("video", "all"):
         cases.append(("video", VideoCase(num_frames=50, num_points=1024)))
         cases.append(("video", VideoCase(num_frames=100, num_points=1024)))
-    if config in ("video", "all", "stream"):
-        for frames in (100, 1000):  # streaming: memory flat in the video's length
+    if config in ("video", "all"):
+        cases.append(("video", VideoCase(num_frames=100, num_points=256, stream=True)))
+    if config == "stream":  # memory flat in the video's length, beside an offline run
+        for frames in (100, 1000):
             cases.append(("video", VideoCase(num_frames=frames, num_points=256, stream=True)))
         cases.append(("video", VideoCase(num_frames=100, num_points=256)))
-    if config == "stream":
         return cases[1:]
     if config in ("sweep", "all"):
         cases.append(("forward", ForwardCase(num_points=16384, runs=few)))
