@@ -517,6 +517,28 @@ def reanchor_offsets(confidence: np.ndarray) -> np.ndarray:
     return (lo + last).astype(np.int64)
 
 
+def next_anchors(a: int, xy: np.ndarray, confidence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where the points of a PIPs window started at frame ``a`` start their next one.
+
+    Args:
+        a: the window's first frame.
+        xy: ``(S, N, 2)`` the window's positions (model pixels).
+        confidence: ``(S, N)`` its visibility probabilities.
+
+    Returns:
+        ``(N,)`` anchor frames ``a + s`` (:func:`reanchor_offsets`) and ``(N, 2)`` the
+        positions predicted there.
+    """
+    step = reanchor_offsets(confidence)
+    return a + step, xy[step, np.arange(xy.shape[1])]
+
+
+def first_templates(feats: np.ndarray, length: int) -> np.ndarray:
+    """PIPs++'s templates for a point's first window: ``(n, C)`` query features to
+    ``(n, 3, length, C)`` (all three templates the query feature on every frame)."""
+    return np.repeat(np.repeat(feats[:, None, None], 3, axis=1), length, axis=2)
+
+
 # --------------------------------------------------------------- feature store
 class FeatureStore:
     """Feature maps of every frame, each computed once, at a known working resolution.
@@ -1111,6 +1133,24 @@ class Tracker:
         for i in range(0, len(idx), self.max_points_per_batch):
             yield idx[i : i + self.max_points_per_batch]
 
+    def _run_window(
+        self, fmaps: jax.Array, starts: np.ndarray, feats: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One window for one chunk of ``n`` points, on the host.
+
+        PIPs: ``(n, 2)`` start points and ``(n, C)`` features to ``(S, n, 2)``
+        positions and ``(S, n)`` visibility probabilities; PIPs++: ``(n, S, 2)``
+        initial trajectories and ``(n, 3, S, C)`` templates to ``(n, S, 2)``
+        trajectories and the next ``(n, 3, S, C)`` templates (model pixels, see
+        :meth:`_window_impl` and :meth:`_window2_impl`). ``fmaps`` are the window's
+        replicated ``(S, h, w, C)`` maps.
+        """
+        n = len(starts)
+        a, b = self._window(self.params, fmaps, self._points(starts), self._points(feats))
+        if self.has_visibility:  # the points are the second axis
+            return _fetch(a)[:, :n], _fetch(b)[:, :n]
+        return _fetch(a)[:n], _fetch(b)[:n]
+
     def _chain(
         self,
         store: FeatureStore,
@@ -1140,22 +1180,13 @@ class Tracker:
                 fmaps = self._put(store.window(ids), P())
                 keep = min(s, t_count - a)
                 for chunk in self._chunks(group):
-                    xy, c = self._window(
-                        self.params,
-                        fmaps,
-                        self._points(anchor_xy[chunk]),
-                        self._points(feats[chunk]),
-                    )
-                    xy = _fetch(xy)[:, : len(chunk)]  # S, n, 2
-                    c = _fetch(c)[:, : len(chunk)]  # S, n
+                    xy, c = self._run_window(fmaps, anchor_xy[chunk], feats[chunk])
                     tracks[chunk, a : a + keep] = xy[:keep].transpose(1, 0, 2)
                     conf[chunk, a : a + keep] = c[:keep].T
                     if a + s >= t_count:
                         active[chunk] = False
                     else:
-                        step = reanchor_offsets(c)
-                        anchor[chunk] = a + step
-                        anchor_xy[chunk] = xy[step, np.arange(len(chunk))]
+                        anchor[chunk], anchor_xy[chunk] = next_anchors(a, xy, c)
                     bar.update(1)
                     interrupts.check()
         finally:
@@ -1203,20 +1234,15 @@ class Tracker:
         templates: np.ndarray | None = None  # (n, 3, S, C) the last window returned
         for cur, end in pips2_windows(len(frame_ids), self.window):
             s_local = end - cur
-            if templates is None:  # the first window: all three are the query feature
-                templates = np.repeat(np.repeat(feats[:, None, None], 3, axis=1), s_local, axis=2)
+            if templates is None:
+                templates = first_templates(feats, s_local)
             templates = templates[:, :, :s_local]
             fmaps = self._put(store.window(frame_ids[cur:end]), P())
             new_templates = np.empty_like(templates)
             for chunk in self._chunks(np.arange(n)):
-                xy, f = self._window(
-                    self.params,
-                    fmaps,
-                    self._points(traj[chunk, cur:end]),
-                    self._points(templates[chunk]),
+                traj[chunk, cur:end], new_templates[chunk] = self._run_window(
+                    fmaps, traj[chunk, cur:end], templates[chunk]
                 )
-                traj[chunk, cur:end] = _fetch(xy)[: len(chunk)]
-                new_templates[chunk] = _fetch(f)[: len(chunk)]
                 bar.update(1)
                 interrupts.check()
             traj[:, end:] = traj[:, end - 1 : end]  # zero velocity beyond the window
@@ -1477,14 +1503,7 @@ class TrackStream:
             fmaps = tracker._put(self._held.window(np.minimum(np.arange(a, a + s), count - 1)), P())
             keep = min(s, count - a)
             for chunk in tracker._chunks(group):
-                xy, c = tracker._window(
-                    tracker.params,
-                    fmaps,
-                    tracker._points(self._anchor_xy[chunk]),
-                    tracker._points(self._feats[chunk]),
-                )
-                xy = _fetch(xy)[:, : len(chunk)]  # S, n, 2
-                c = _fetch(c)[:, : len(chunk)]  # S, n
+                xy, c = tracker._run_window(fmaps, self._anchor_xy[chunk], self._feats[chunk])
                 for k in range(keep):
                     self._xy[a + k][chunk] = xy[k]
                     self._conf[a + k][chunk] = c[k]
@@ -1492,9 +1511,7 @@ class TrackStream:
                 if final and a + s >= count:
                     self._done[chunk] = True
                 else:
-                    step = reanchor_offsets(c)
-                    self._anchor[chunk] = a + step
-                    self._anchor_xy[chunk] = xy[step, np.arange(len(chunk))]
+                    self._anchor[chunk], self._anchor_xy[chunk] = next_anchors(a, xy, c)
                 interrupts.check()
 
     def _advance_pass(self, p: _Pips2Pass, final: bool) -> None:
@@ -1519,9 +1536,8 @@ class TrackStream:
         frame), started from the trajectory so far and the last position beyond it."""
         tracker, n = self.tracker, len(p.points)
         s_local = end - cur
-        if p.templates is None:  # the first window: all three are the query feature
-            feats = self._feats[p.points]
-            p.templates = np.repeat(np.repeat(feats[:, None, None], 3, axis=1), s_local, axis=2)
+        if p.templates is None:
+            p.templates = first_templates(self._feats[p.points], s_local)
         templates = p.templates[:, :, :s_local]
         init = np.empty((n, s_local, 2), np.float32)
         for k in range(s_local):
@@ -1532,14 +1548,9 @@ class TrackStream:
         out = np.empty_like(init)
         new_templates = np.empty_like(templates)
         for chunk in tracker._chunks(np.arange(n)):
-            xy, f = tracker._window(
-                tracker.params,
-                fmaps,
-                tracker._points(init[chunk]),
-                tracker._points(templates[chunk]),
+            out[chunk], new_templates[chunk] = tracker._run_window(
+                fmaps, init[chunk], templates[chunk]
             )
-            out[chunk] = _fetch(xy)[: len(chunk)]
-            new_templates[chunk] = _fetch(f)[: len(chunk)]
             interrupts.check()
         for k in range(s_local):
             self._xy[p.start + cur + k][p.points] = out[:, k]
