@@ -2,7 +2,8 @@
 al., ICCV 2023) in JAX/Flax.
 
 One call tracks a video (:func:`track`); :func:`load_tracker` builds a tracker once
-for many videos. Coordinates are ``(x, y)`` in input pixels, origin at the centre of the top-left
+for many videos; :meth:`Tracker.stream` and :class:`TrackStream` track frames as they
+come, at constant memory. Coordinates are ``(x, y)`` in input pixels, origin at the centre of the top-left
 pixel, unless a function says otherwise.
 """
 
@@ -16,7 +17,7 @@ from pips_jax.errors import CheckpointError, InputError, PipsError
 if TYPE_CHECKING:
     from pips_jax.api import load_tracker, track
     from pips_jax.model.pips import Pips, PipsOutput
-    from pips_jax.tracker import Tracker
+    from pips_jax.tracker import StreamedFrame, Tracker, TrackStream
     from pips_jax.tracks_io import TrackResult
     from pips_jax.weights import Weights, load_weights
 
@@ -29,7 +30,9 @@ __all__ = [
     "Pips",
     "PipsError",
     "PipsOutput",
+    "StreamedFrame",
     "TrackResult",
+    "TrackStream",
     "Tracker",
     "Weights",
     "load_tracker",
@@ -41,7 +44,9 @@ __all__ = [
 _LAZY = {
     "Pips": "pips_jax.model.pips",
     "PipsOutput": "pips_jax.model.pips",
+    "StreamedFrame": "pips_jax.tracker",
     "TrackResult": "pips_jax.tracks_io",
+    "TrackStream": "pips_jax.tracker",
     "Tracker": "pips_jax.tracker",
     "Weights": "pips_jax.weights",
     "load_tracker": "pips_jax.api",
