@@ -91,7 +91,7 @@ FOUR_DEVICES = CASE + textwrap.dedent(
     a4 = four.track(case["video"], queries=case["queries"])
     before = len(compiles)
     b4 = four.track(case["other_video"], queries=case["other_queries"])
-    print(json.dumps({
+    out = {
         "devices": four.device_count,
         "encode_batch": four.encode_batch,
         "per_device": {k: sorted(v) for k, v in four.seen.items()},
@@ -99,7 +99,14 @@ FOUR_DEVICES = CASE + textwrap.dedent(
         "compiles_on_the_second_video": len(compiles) - before,
         "cache_sizes": [four._window._cache_size(), four._encode._cache_size(),
                         four._sample._cache_size()],
-    }))
+    }
+    frames = list(four.stream(iter(case["video"]), case["queries"]))  # forward, as frames come
+    out["stream"] = {
+        "t": [f.t for f in frames],
+        "tracks": np.stack([f.positions for f in frames], 1).tolist(),
+        "visibility": np.stack([f.visibility for f in frames], 1).tolist(),
+    }
+    print(json.dumps(out))
     """
 )
 
@@ -210,6 +217,18 @@ def test_nothing_recompiles_from_video_to_video_on_four_devices(four_devices):
     np.testing.assert_allclose(
         other[np.arange(5), OTHER_QUERIES[:, 0].astype(int)], OTHER_QUERIES[:, 1:], atol=1e-4
     )
+
+
+def test_a_stream_on_four_devices_gives_the_forward_tracks_of_one(four_devices, params):
+    one = Tracker(params, SMALL, mesh=Mesh(np.asarray(jax.devices()[:1]), ("points",)), **SETTINGS)
+    forward = one.track(_video(0, 20), queries=QUERIES, backward=False)
+    stream = four_devices["stream"]
+    assert stream["t"] == list(range(20))
+    tracks, visible = np.asarray(stream["tracks"]), np.asarray(stream["visibility"])
+    after = np.arange(20)[None, :] >= QUERIES[:, :1].astype(int)  # no position before a query
+    np.testing.assert_allclose(tracks[after], forward.tracks[after], atol=1e-3)
+    np.testing.assert_array_equal(visible[after], forward.visibility[after])
+    assert np.all(np.isnan(tracks[~after]))
 
 
 def test_two_processes_on_a_global_mesh_give_the_tracks_of_one(files, reference):
