@@ -345,7 +345,35 @@ def onnx_bytes(program: Program) -> bytes:
         input_names=[t.name for t in program.inputs],
         output_names=[t.name for t in program.outputs],
     )
+    drop_unused_initializers(proto.graph)
     return proto.SerializeToString()
+
+
+def drop_unused_initializers(graph: Any) -> set[str]:
+    """Removes, in place, the constants (initializers) of an ONNX ``graph`` and of the
+    loop bodies inside it that no node reads (jax2onnx leaves some in the loops it
+    writes; onnxruntime would drop each with a warning line when loading).
+
+    Returns:
+        The names the graph's nodes read, its nested graphs' included (a loop body may
+        read a constant of the graph around it, which is then kept).
+    """
+    import onnx
+
+    used: set[str] = set()
+    for node in graph.node:
+        used.update(node.input)
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                used |= drop_unused_initializers(attr.g)
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for sub in attr.graphs:
+                    used |= drop_unused_initializers(sub)
+    keep = used | {o.name for o in graph.output}
+    kept = [init for init in graph.initializer if init.name in keep]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    return used
 
 
 # --------------------------------------------------------------------- export
