@@ -32,6 +32,9 @@ _GOLDEN = 0.6180339887498949
 # differ in brightness once there are many points.
 _SV = ((0.85, 1.0), (0.55, 1.0), (1.0, 0.75))
 _COORD_LIMIT = 1e5  # coordinates are clipped to this before drawing (Pillow uses C ints)
+#: Circle radius and trail width, in pixels, when none is given.
+RADIUS = 3
+LINE_WIDTH = 2
 
 
 def point_colors(n: int, seed: int = 0) -> np.ndarray:
@@ -122,9 +125,9 @@ def draw_tracks(
     visible: Any = None,
     *,
     trail: int = 16,
-    radius: float = 3,
+    radius: float = RADIUS,
     colors: Any = None,
-    line_width: int = 2,
+    line_width: int = LINE_WIDTH,
 ) -> Iterator[np.ndarray]:
     """Yields the frames with the tracks drawn on them, one ``(H, W, 3)`` uint8 frame at a time.
 
@@ -166,11 +169,18 @@ class TrailDrawer:
         trail, radius, line_width: as in :func:`draw_tracks` (checked there).
     """
 
-    def __init__(self, colors: np.ndarray, trail: int, radius: float, line_width: int):
+    def __init__(
+        self,
+        colors: np.ndarray,
+        trail: int,
+        radius: float = RADIUS,
+        line_width: int = LINE_WIDTH,
+    ):
         self.rgb = [tuple(int(v) for v in c) for c in colors]
         self.trail, self.radius, self.line_width = trail, radius, line_width
         self.outline = max(1, int(round(radius / 3)))
-        self._past: list[np.ndarray] = []  # the last `trail` frames' (N, 2) positions
+        # the last `trail` frames' (N,) finite flags and (N, 2) clipped positions
+        self._past: list[tuple[np.ndarray, np.ndarray]] = []
 
     def draw(self, frame: np.ndarray, xy: np.ndarray, visible: np.ndarray) -> np.ndarray:
         """``frame`` ``(H, W, 3)`` uint8 with the points at ``xy`` ``(N, 2)`` ``(x, y)``
@@ -180,11 +190,15 @@ class TrailDrawer:
         from PIL import Image, ImageDraw
 
         xy = np.asarray(xy, np.float64)
-        positions = [*self._past, xy]  # oldest first; the newest is this frame's
+        now = (
+            np.isfinite(xy).all(axis=-1),
+            np.clip(np.nan_to_num(xy), -_COORD_LIMIT, _COORD_LIMIT),
+        )
+        positions = [*self._past, now]  # oldest first; the newest is this frame's
+        finite = [f for f, _ in positions]
+        clipped = [c for _, c in positions]
         img = Image.fromarray(frame)
         draw = ImageDraw.Draw(img, "RGBA")
-        finite = [np.isfinite(p).all(axis=-1) for p in positions]
-        clipped = [np.clip(np.nan_to_num(p), -_COORD_LIMIT, _COORD_LIMIT) for p in positions]
         # Trails, oldest segment first so that newer ones are drawn over them.
         if self.line_width > 0:
             newest = len(positions) - 1
@@ -312,9 +326,9 @@ def save_visualization(
     *,
     queries: Any = None,
     trail: int = 16,
-    radius: float = 3,
+    radius: float = RADIUS,
     colors: Any = None,
-    line_width: int = 2,
+    line_width: int = LINE_WIDTH,
     frame_labels: Sequence[str] | None = None,
 ) -> Path:
     """Draws the tracks (:func:`draw_tracks`) and writes an MP4 or GIF (by extension), atomically.
