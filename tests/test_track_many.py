@@ -253,16 +253,16 @@ def test_points_file_applies_to_every_video(inputs, tmp_path):
 
 
 def test_ctrl_c_stops_the_run_leaving_nothing_half_written(inputs, tmp_path, monkeypatch, capsys):
-    from pips_jax import collection
+    from pips_jax import tracks_io
 
-    real = collection.save_csv
+    real = tracks_io.save_csv
 
     def save_csv(path, result):
         if "b_tracks" in str(path):
             raise KeyboardInterrupt  # as interrupts.check() does at a safe point
         return real(path, result)
 
-    monkeypatch.setattr(collection, "save_csv", save_csv)
+    monkeypatch.setattr(tracks_io, "save_csv", save_csv)  # what save_track_file calls
     out = tmp_path / "out"
     assert main(["track", *map(str, inputs[2][:3]), *_args(inputs, out, "--no-viz")]) == 130
     assert capsys.readouterr().err.strip().splitlines()[-1] == "pips-jax track: interrupted"

@@ -87,14 +87,7 @@ from pips_jax.tracker import (
     grid_queries,
     open_video,
 )
-from pips_jax.tracks_io import (
-    TRACK_FORMATS,
-    TrackResult,
-    output_names,
-    save_csv,
-    save_npz,
-    save_tapvid_pickle,
-)
+from pips_jax.tracks_io import TRACK_FORMATS, TrackResult, output_names, save_track_file
 
 #: Frame rate of the visualization of an input without one (a folder of frames
 #: without ``fps``).
@@ -511,12 +504,10 @@ def write_outputs(
     names = output_names(stem)
     with StagedOutputs(out, replaces=names.values()) as staged:
         for kind in options.formats:
-            _save(kind, staged.path(names[kind]), result, stem)
+            save_track_file(kind, staged.path(names[kind]), result, stem)
         if options.viz_format:
             from pips_jax.viz import save_visualization
 
-            step = source.selection.step
-            fps = source.fps / step if source.fps else UNKNOWN_FPS_VIZ
             frames = source.frames()
             try:  # the decoder is closed at once when interrupted
                 save_visualization(
@@ -524,13 +515,24 @@ def write_outputs(
                     frames,
                     result.tracks,
                     result.visibility,
-                    fps=fps,
+                    fps=_viz_fps(source),
                     trail=options.trail,
-                    frame_labels=[f"frame {i}" for i in result.frame_indices],
+                    frame_labels=[_frame_label(i) for i in result.frame_indices],
                 )
             finally:
                 frames.close()
     return staged.written
+
+
+def _viz_fps(source: VideoSource) -> float:
+    """The visualization's frame rate: the input's over the frame step (or
+    :data:`UNKNOWN_FPS_VIZ` for an input without one)."""
+    return source.fps / source.selection.step if source.fps else UNKNOWN_FPS_VIZ
+
+
+def _frame_label(index: int) -> str:
+    """The text in a visualization frame's corner: its input frame index."""
+    return f"frame {index}"
 
 
 def _queries(source: VideoSource, options: TrackOptions) -> np.ndarray:
@@ -573,7 +575,7 @@ def stream_video(
     sel = source.selection
     queries = _queries(source, options)
     positions = queries.copy()
-    positions[:, 0] = (queries[:, 0] - sel.start) // sel.step  # stream frame indices
+    positions[:, 0] = sel.position(queries[:, 0])  # stream frame indices
     viz = options.viz_format if writes else None
     finished: list[StreamedFrame] = []
     interrupted = False
@@ -597,17 +599,15 @@ def stream_video(
     staged = StagedOutputs(out, replaces=names.values()) if writes else None
     with staged or contextlib.nullcontext():
         if viz:
-            drawer = TrailDrawer(point_colors(len(queries)), options.trail, 3, 2)
+            drawer = TrailDrawer(point_colors(len(queries)), options.trail)
             drawn = (
                 label_frame(
                     drawer.draw(f.frame, f.positions, f.visibility),
-                    f"frame {sel.start + sel.step * f.t}",
+                    _frame_label(sel.start + sel.step * f.t),
                 )
                 for f in final_frames()
             )
-            step = sel.step
-            fps = source.fps / step if source.fps else UNKNOWN_FPS_VIZ
-            write_video(staged.path(names[viz]), drawn, fps)
+            write_video(staged.path(names[viz]), drawn, _viz_fps(source))
         else:
             for _ in final_frames():
                 pass
@@ -624,7 +624,7 @@ def stream_video(
         )
         if staged is not None:
             for kind in options.formats:
-                _save(kind, staged.path(names[kind]), result, stem)
+                save_track_file(kind, staged.path(names[kind]), result, stem)
             if interrupted:
                 last = int(result.frame_indices[-1])
                 note = (
@@ -636,16 +636,6 @@ def stream_video(
     if interrupted:
         raise KeyboardInterrupt
     return result, [] if staged is None else staged.written
-
-
-def _save(kind: str, path: Path, result: TrackResult, stem: str) -> None:
-    """Writes ``result`` as the track format ``kind`` to ``path``."""
-    if kind == "npz":
-        save_npz(path, result)
-    elif kind == "csv":
-        save_csv(path, result)
-    else:
-        save_tapvid_pickle(path, result, stem)
 
 
 def _message(error: PipsError, video: Video) -> str:

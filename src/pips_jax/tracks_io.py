@@ -78,14 +78,13 @@ class TrackResult:
             InputError: another extension.
         """
         suffix = Path(path).suffix.lower()
-        if suffix not in _SAVERS:
+        kinds = {Path(name).suffix: kind for kind, name in TRACK_FORMATS.items()}
+        if suffix not in kinds:
             raise InputError(
-                f"{path}: expected a file name ending in {', '.join(_SAVERS)}, found "
+                f"{path}: expected a file name ending in {', '.join(kinds)}, found "
                 f"{suffix or 'no extension'}"
             )
-        if suffix == ".pkl":
-            return save_tapvid_pickle(path, self, name or Path(path).stem)
-        return _SAVERS[suffix](path, self)
+        return save_track_file(kinds[suffix], path, self, name or Path(path).stem)
 
 
 #: The track file formats ``pips-jax track --format`` writes, and each one's file
@@ -243,4 +242,9 @@ def read_points_csv(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
     return np.asarray(out, np.float32), labels
 
 
-_SAVERS = {".npz": save_npz, ".csv": save_csv, ".pkl": save_tapvid_pickle}
+def save_track_file(kind: str, path: str | os.PathLike, result: TrackResult, name: str) -> Path:
+    """Writes ``result`` to ``path`` as the track format ``kind`` of
+    :data:`TRACK_FORMATS` (atomically); ``name`` names the video in a TAP-Vid pickle."""
+    if kind == "tapvid":
+        return save_tapvid_pickle(path, result, name)
+    return {"npz": save_npz, "csv": save_csv}[kind](path, result)
