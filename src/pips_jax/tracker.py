@@ -222,6 +222,11 @@ class FrameSelection:
         """``(count,)`` int64 input frame indices of the first ``count`` selected frames."""
         return self.start + self.step * np.arange(count, dtype=np.int64)
 
+    def position(self, index: np.ndarray) -> np.ndarray:
+        """Where selected input frame indices lie among the selected frames (the
+        inverse of :meth:`indices`; ``index`` must be selected frames)."""
+        return (np.asarray(index) - self.start) // self.step
+
     def describe(self) -> str:
         """``"every 2nd frame from 10 before 100"``-style text for messages."""
         every = "every frame" if self.step == 1 else f"every {_ordinal(self.step)} frame"
@@ -986,7 +991,7 @@ class Tracker:
         try:
             q = check_queries(q, store.count, size, sel, labels)  # the frames that decoded
             positions = q.copy()
-            positions[:, 0] = (q[:, 0] - sel.start) // sel.step
+            positions[:, 0] = sel.position(q[:, 0])
             result = self.track_features(store, positions, size, source.fps, backward)
         finally:
             store.close()
@@ -1088,11 +1093,9 @@ class Tracker:
             tracks[sel] = np.where(before[..., None], b_tracks[:, ::-1], tracks[sel])
             conf[sel] = np.where(before, b_conf[:, ::-1], conf[sel])
         tracks = to_input_pixels(tracks, size, resolution)
-        if self.has_visibility:
-            visible = (conf > VISIBILITY_THRESHOLD) & inside_frame(tracks, size)
-        else:  # no visibility head: visible wherever the point is on the frame
-            visible = inside_frame(tracks, size)
+        if not self.has_visibility:
             conf = np.full_like(conf, np.nan)
+        visible = self.visible(tracks, conf, size)
         visible[np.arange(n), q_t] = True  # a query is on a visible point by definition
         return TrackResult(
             tracks=tracks,
@@ -1104,6 +1107,16 @@ class Tracker:
             resolution=tuple(int(v) for v in resolution),
             has_visibility=self.has_visibility,
         )
+
+    def visible(self, xy: np.ndarray, confidence: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """Where points are visible: ``(...)`` bool of ``(..., 2)`` ``(x, y)`` input
+        pixels of an ``(H, W)`` ``size`` frame and their ``(...)`` visibility
+        probabilities. PIPs: the probability exceeds :data:`VISIBILITY_THRESHOLD` and
+        the position lies on the frame; PIPs++ (no visibility head): wherever the
+        position lies on the frame. (Query frames are visible by definition: the
+        callers set them.)"""
+        on_frame = inside_frame(xy, size)
+        return on_frame & (confidence > VISIBILITY_THRESHOLD) if self.has_visibility else on_frame
 
     # --------------------------------------------------------------- internals
     def _query_features(self, store: FeatureStore, q_t: np.ndarray, q_xy: np.ndarray) -> np.ndarray:
@@ -1581,9 +1594,7 @@ class TrackStream:
         for t in range(self.next_final, limit):
             xy = to_input_pixels(self._xy.pop(t), self.size, self.resolution)
             conf = self._conf.pop(t)
-            visible = inside_frame(xy, self.size)
-            if self.tracker.has_visibility:
-                visible &= conf > VISIBILITY_THRESHOLD
+            visible = self.tracker.visible(xy, conf, self.size)
             visible[q_t == t] = True  # a query is on a visible point by definition
             self._held.maps.pop(t)
             out.append(StreamedFrame(t, xy, visible, conf, self._frames.pop(t, None)))
