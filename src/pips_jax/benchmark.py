@@ -577,7 +577,6 @@ def suite(config: str = "all", runs: int = 5, model: str = "pips") -> list[tuple
     if config in ("video", "all"):
         cases.append(("video", VideoCase(num_frames=50, num_points=1024)))
         cases.append(("video", VideoCase(num_frames=100, num_points=1024)))
-    if config in ("video", "all"):
         cases.append(("video", VideoCase(num_frames=100, num_points=256, stream=True)))
     if config == "stream":  # memory flat in the video's length, beside an offline run
         for frames in (100, 1000):
